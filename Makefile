@@ -1,0 +1,34 @@
+# Two set-up commands, each from a fresh clone with only Python 3.11:
+#   make run   -> bootstraps .venv, then runs the default pipeline
+#   make test  -> bootstraps .venv, then runs the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TARGET ?= results/plan/plan.parquet
+CORES  ?= all
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the exact CPU build first: a later resolver then never pulls a CUDA torch
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) $(TARGET)
+
+test: $(VENV)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
+
+bench: $(VENV)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,24 @@
+# kxl: the Kohaku XL Epsilon run as a Snakemake workflow.
+# Thin wiring only: config + schema validation (rules/common.smk) + one include per stage.
+from snakemake.utils import min_version
+
+min_version("9.27")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/metadata.smk"
+include: "rules/posts.smk"
+include: "rules/manifest.smk"
+include: "rules/captions.smk"
+include: "rules/images.smk"
+include: "rules/buckets.smk"
+include: "rules/plan.smk"
+
+
+rule all:
+    input:
+        "results/plan/plan.parquet",
+    default_target: True

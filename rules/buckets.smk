@@ -1,0 +1,1 @@
+# Rules of stage 'buckets' (see src/kxl/buckets).

@@ -1,0 +1,1 @@
+# Rules of stage 'captions' (see src/kxl/captions).

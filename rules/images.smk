@@ -1,0 +1,1 @@
+# Rules of stage 'images' (see src/kxl/images).

@@ -1,0 +1,1 @@
+# Rules of stage 'manifest' (see src/kxl/manifest).

@@ -1,0 +1,1 @@
+# Rules of stage 'metadata' (see src/kxl/metadata).

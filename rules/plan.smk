@@ -1,0 +1,1 @@
+# Rules of stage 'plan' (see src/kxl/plan).

@@ -1,0 +1,1 @@
+# Rules of stage 'posts' (see src/kxl/posts).

@@ -1,0 +1,3 @@
+from kxl.cli import main
+
+raise SystemExit(main())

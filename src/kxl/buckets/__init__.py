@@ -1,0 +1,1 @@
+"""Stage 'buckets' (see docs/formats.md)."""

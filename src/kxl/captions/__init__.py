@@ -1,0 +1,1 @@
+"""Stage 'captions' (see docs/formats.md)."""

@@ -1,0 +1,1 @@
+"""Stage 'images' (see docs/formats.md)."""

@@ -1,0 +1,1 @@
+"""Stage 'manifest' (see docs/formats.md)."""

@@ -1,0 +1,1 @@
+"""Stage 'metadata' (see docs/formats.md)."""

@@ -1,0 +1,1 @@
+"""Stage 'plan' (see docs/formats.md)."""

@@ -1,0 +1,1 @@
+"""Stage 'posts' (see docs/formats.md)."""

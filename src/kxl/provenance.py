@@ -1,0 +1,155 @@
+"""Provenance records: what made each artifact, and `kxl verify` to check them later.
+
+Each artifact `dir/name` gets `dir/.prov/name.json` with the sha256 of the output and of each
+input, the config section used, the kxl version and git commit, and key package versions.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kxl import __version__
+from kxl.atomic import write_json
+from kxl.hashing import sha256_file
+
+KEY_PACKAGES = (
+    "snakemake", "polars", "pyarrow", "numpy", "pillow", "safetensors", "huggingface-hub",
+    "torch", "diffusers", "transformers", "lycoris-lora", "bitsandbytes", "dghs-imgutils",
+)
+RECORD_DIR = ".prov"
+
+
+def record_path(artifact: str | os.PathLike[str]) -> Path:
+    p = Path(artifact)
+    return p.parent / RECORD_DIR / f"{p.name}.json"
+
+
+def sha256_tree(root: Path) -> str:
+    """Hash of a directory: sorted relative paths and file hashes (records excluded)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and RECORD_DIR not in p.parts):
+        h.update(f"{f.relative_to(root).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+def artifact_hash(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file or directory, reusing its own record when size and mtime still match."""
+    p = Path(path)
+    if p.is_dir():
+        return sha256_tree(p)
+    st = p.stat()
+    rec = record_path(p)
+    if rec.is_file():
+        try:
+            data = json.loads(rec.read_text())
+            if data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns:
+                return str(data["sha256"])
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return sha256_file(p)
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the kxl source tree (suffix '-dirty' when it has local changes)."""
+    src = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=src, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+@functools.cache
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def record(
+    stage: str,
+    outputs: list[str | os.PathLike[str]],
+    inputs: list[str | os.PathLike[str]],
+    config: dict[str, Any] | None = None,
+) -> None:
+    """Write a provenance record for every output of one stage run."""
+    input_hashes = {str(p): artifact_hash(p) for p in inputs}
+    for out in outputs:
+        p = Path(out)
+        st = p.stat()
+        write_json(
+            record_path(p),
+            {
+                "artifact": str(p),
+                "kind": "directory" if p.is_dir() else "file",
+                "sha256": artifact_hash(p) if p.is_dir() else sha256_file(p),
+                "size": None if p.is_dir() else st.st_size,
+                "mtime_ns": None if p.is_dir() else st.st_mtime_ns,
+                "stage": stage,
+                "inputs": input_hashes,
+                "config": config or {},
+                "kxl_version": __version__,
+                "git_commit": git_commit(),
+                "packages": package_versions(),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    artifact: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.artifact}: {self.problem}"
+
+
+def verify(root: str | os.PathLike[str]) -> tuple[int, list[Finding]]:
+    """Re-hash every recorded artifact under `root` and its inputs.
+
+    Returns (number of records checked, findings). A finding is an artifact whose bytes
+    changed, that vanished, or one of whose inputs changed or vanished since it was made.
+    """
+    findings: list[Finding] = []
+    records = sorted(Path(root).rglob(f"{RECORD_DIR}/*.json"))
+    for rec in records:
+        try:
+            data = json.loads(rec.read_text())
+            art = Path(data["artifact"])
+        except (json.JSONDecodeError, KeyError):
+            findings.append(Finding(str(rec), "unreadable provenance record"))
+            continue
+        if not art.exists():
+            findings.append(Finding(str(art), "artifact missing"))
+            continue
+        now = sha256_tree(art) if art.is_dir() else sha256_file(art)
+        if now != data["sha256"]:
+            findings.append(Finding(str(art), f"bytes changed (recorded {data['sha256'][:12]}, now {now[:12]})"))
+        for inp, old in data.get("inputs", {}).items():
+            if not Path(inp).exists():
+                findings.append(Finding(str(art), f"input {inp} missing"))
+                continue
+            cur = sha256_tree(Path(inp)) if Path(inp).is_dir() else sha256_file(inp)
+            if cur != old:
+                findings.append(Finding(str(art), f"input {inp} changed since it was made"))
+    return len(records), findings
