@@ -144,7 +144,8 @@ def verify(root: str | os.PathLike[str]) -> tuple[int, list[Finding]]:
             continue
         now = sha256_tree(art) if art.is_dir() else sha256_file(art)
         if now != data["sha256"]:
-            findings.append(Finding(str(art), f"bytes changed (recorded {data['sha256'][:12]}, now {now[:12]})"))
+            old = data["sha256"][:12]
+            findings.append(Finding(str(art), f"bytes changed (recorded {old}, now {now[:12]})"))
         for inp, old in data.get("inputs", {}).items():
             if not Path(inp).exists():
                 findings.append(Finding(str(art), f"input {inp} missing"))

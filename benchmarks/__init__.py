@@ -1,0 +1,1 @@
+"""kxl benchmarks: `python -m benchmarks [--quick] [NAME ...]` (see benchmarks/RESULTS.md)."""

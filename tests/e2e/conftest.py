@@ -1,0 +1,64 @@
+"""One shared run of the default pipeline for all end-to-end tests (session fixture).
+
+The workflow runs in a copy of the checkout (tracked + untracked, not ignored files) so tests never
+touch the developer's results/, exactly as a fresh clone would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# The furthest targets of the default pipeline; the e2e tests check what they produce.
+TARGETS = ["results/captions/captions.parquet", "results/plan/plan.parquet"]
+
+
+@dataclass(frozen=True)
+class Workflow:
+    root: Path
+
+    def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        return subprocess.run(
+            [str(BIN / "snakemake"), "--cores", "2", *args],
+            cwd=self.root, env=env, capture_output=True, text=True, check=check,
+        )
+
+    def kxl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "kxl"), *args], cwd=self.root, capture_output=True, text=True, check=check
+        )
+
+
+def copy_checkout(dest: Path) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def run_default(dest: Path, targets: list[str]) -> Workflow:
+    wf = Workflow(copy_checkout(dest))
+    proc = wf.snakemake(*targets, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"default pipeline failed:\n{proc.stderr[-6000:]}")
+    return wf
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
+    return run_default(tmp_path_factory.mktemp("run-a"), TARGETS)

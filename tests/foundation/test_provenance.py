@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kxl.cli import main
+from kxl.hashing import sha256_file
+from kxl.provenance import record, record_path, verify
+
+
+@pytest.fixture()
+def made(tmp_path: Path) -> tuple[Path, Path]:
+    inp = tmp_path / "in.txt"
+    out = tmp_path / "stage" / "out.txt"
+    inp.write_text("input")
+    out.parent.mkdir()
+    out.write_text("output")
+    record("demo", [out], [inp], {"k": 1})
+    return inp, out
+
+
+def test_record_has_hashes_config_and_versions(made: tuple[Path, Path]) -> None:
+    inp, out = made
+    rec = json.loads(record_path(out).read_text())
+    assert rec["sha256"] == sha256_file(out)
+    assert rec["inputs"] == {str(inp): sha256_file(inp)}
+    assert rec["config"] == {"k": 1}
+    assert rec["stage"] == "demo"
+    assert rec["kxl_version"]
+    assert "polars" in rec["packages"] and rec["packages"]["polars"]
+
+
+def test_verify_clean_then_reports_changed_output_and_input(made: tuple[Path, Path]) -> None:
+    inp, out = made
+    root = out.parent.parent
+    n, findings = verify(root)
+    assert n == 1 and findings == []
+    out.write_text("tampered")
+    inp.write_text("new input")
+    _, findings = verify(root)
+    problems = sorted(f.problem.split(" (")[0] for f in findings)
+    assert problems == ["bytes changed", f"input {inp} changed since it was made"]
+
+
+def test_verify_cli_exit_codes(made: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    inp, out = made
+    root = str(out.parent.parent)
+    assert main(["verify", root]) == 0
+    out.unlink()
+    assert main(["verify", root]) == 1
+    assert "artifact missing" in capsys.readouterr().err

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kxl.atomic import atomic_path, write_json
+from kxl.errors import KxlError
+from kxl.hashing import sha256_file
+from kxl.tables import read_table, write_table
+
+SCHEMA = {"id": pl.Int64, "name": pl.String}
+
+
+def test_write_table_is_byte_deterministic(tmp_path: Path) -> None:
+    df = pl.DataFrame({"name": ["a", "b"], "id": [2, 1]})
+    write_table(df, tmp_path / "a.parquet", SCHEMA)
+    write_table(df, tmp_path / "b.parquet", SCHEMA)
+    assert sha256_file(tmp_path / "a.parquet") == sha256_file(tmp_path / "b.parquet")
+    back = read_table(tmp_path / "a.parquet", SCHEMA)
+    assert back.columns == ["id", "name"]
+    assert back["id"].to_list() == [2, 1]
+
+
+def test_schema_mismatch_is_one_line(tmp_path: Path) -> None:
+    df = pl.DataFrame({"id": [1.0], "name": ["x"]})
+    with pytest.raises(KxlError, match="column 'id' has dtype Float64, expected Int64"):
+        write_table(df, tmp_path / "t.parquet", SCHEMA)
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_table_is_named(tmp_path: Path) -> None:
+    with pytest.raises(KxlError, match="table not found"):
+        read_table(tmp_path / "nope.parquet")
+
+
+def test_failed_write_leaves_nothing_under_final_name(tmp_path: Path) -> None:
+    final = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_is_sorted_and_stable(tmp_path: Path) -> None:
+    write_json(tmp_path / "a.json", {"b": 1, "a": [1, 2]})
+    assert (tmp_path / "a.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
