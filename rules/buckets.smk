@@ -1,1 +1,52 @@
-# Rules of stage 'buckets' (see src/kxl/buckets).
+# Rules of stage 'buckets' (see src/kxl/buckets): bucket set, per-image bucket/resize/crop and
+# SDXL crop conditioning, and the bucket cache (docs/formats.md 6).
+
+
+rule assign_buckets:
+    input:
+        dataset="results/images/dataset.parquet",
+    output:
+        bucket_set="results/buckets/bucket_set.parquet",
+        buckets="results/buckets/buckets.parquet",
+        histogram="results/buckets/histogram.csv",
+    log:
+        "logs/buckets/assign_buckets.log",
+    benchmark:
+        "logs/benchmarks/assign_buckets.tsv"
+    params:
+        cfg=section("buckets"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "kxl assign-buckets --dataset {input.dataset} --config-json {params.cfg:q}"
+        " --out {output.buckets} --bucket-set {output.bucket_set}"
+        " --histogram {output.histogram} > {log} 2>&1"
+
+
+# With `buckets.cache: none` only index.json is written (training then decodes the images).
+rule cache_buckets:
+    input:
+        dataset="results/images/dataset.parquet",
+        buckets="results/buckets/buckets.parquet",
+    output:
+        index="results/buckets/cache/index.json",
+    log:
+        "logs/buckets/cache_buckets.log",
+    benchmark:
+        "logs/benchmarks/cache_buckets.tsv"
+    params:
+        cfg=section("buckets"),
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=600,
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "kxl cache-buckets --dataset {input.dataset} --buckets {input.buckets}"
+        " --images-root results/images --config-json {params.cfg:q}"
+        " --index {output.index} > {log} 2>&1"

@@ -1,0 +1,35 @@
+"""The typed `plan:` config section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from kxl.errors import KxlError
+
+PartialBatch = Literal["keep", "drop", "fill"]
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    batch_size: int  # images per micro-batch per rank (sd-scripts --train_batch_size)
+    grad_accum: int  # micro-batches per rank per optimizer step
+    world_size: int  # data-parallel ranks
+    epochs: int = 1
+    max_steps: int | None = None  # when set, the plan has exactly this many optimizer steps
+    # keep: a bucket's last micro-batch may be short (sd-scripts 0.8.7); drop: it is skipped
+    # (counted in summary.json); fill: topped up with images from the start of the same bucket.
+    partial_batch: PartialBatch = "keep"
+    # Read by training and `kxl explain-step`: per-step caption augmentation.
+    caption_shuffle: bool = True
+    caption_tag_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "grad_accum", "world_size", "epochs"):
+            if getattr(self, key) < 1:
+                raise KxlError(f"config plan.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise KxlError(f"config plan.max_steps: must be >= 1 or null, got {self.max_steps}")
+        if not 0.0 <= self.caption_tag_dropout < 1.0:
+            raise KxlError("config plan.caption_tag_dropout: must be in [0, 1), got "
+                           f"{self.caption_tag_dropout}")
