@@ -10,6 +10,12 @@ LOGS = "logs"
 
 
 def section(name):
-    """A config section as compact JSON for `params:` (so a change reruns exactly its users)."""
-    return json.dumps(config[name], sort_keys=True, separators=(",", ":"))
+    """A config section ("images" or "images.synthetic") as compact JSON for `params:`.
+
+    Passing sections through params makes a changed value rerun exactly the rules that use it.
+    """
+    value = config
+    for key in name.split("."):
+        value = value[key]
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 

@@ -31,13 +31,35 @@ def record_path(artifact: str | os.PathLike[str]) -> Path:
     return p.parent / RECORD_DIR / f"{p.name}.json"
 
 
+# Files Snakemake adds to `directory()` outputs after the job: never part of the artifact.
+_IGNORED_NAMES = frozenset({".snakemake_timestamp"})
+
+
+def _is_content_addressed(target: Path) -> bool:
+    """HF cache blobs are named by their sha256 (LFS) or git sha1: the name is the hash."""
+    name = target.name
+    return len(name) in (40, 64) and all(c in "0123456789abcdef" for c in name)
+
+
 def sha256_tree(root: Path) -> str:
-    """Hash of a directory: sorted relative paths and file hashes (records excluded)."""
+    """Hash of a directory: sorted relative paths and file hashes (records excluded).
+
+    A symlink into a content-addressed store (the HF cache) is hashed by its target's name, so
+    terabytes of fetched shards are never re-read just to record provenance.
+    """
     import hashlib
 
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and RECORD_DIR not in p.parts):
-        h.update(f"{f.relative_to(root).as_posix()}\0{sha256_file(f)}\n".encode())
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and RECORD_DIR not in p.parts and p.name not in _IGNORED_NAMES
+    )
+    for f in files:
+        target = f.resolve() if f.is_symlink() else f
+        digest = f"blob:{target.name}" if f.is_symlink() and _is_content_addressed(target) else (
+            sha256_file(f)
+        )
+        h.update(f"{f.relative_to(root).as_posix()}\0{digest}\n".encode())
     return h.hexdigest()
 
 

@@ -51,3 +51,22 @@ def test_verify_cli_exit_codes(made: tuple[Path, Path], capsys: pytest.CaptureFi
     out.unlink()
     assert main(["verify", root]) == 1
     assert "artifact missing" in capsys.readouterr().err
+
+
+def test_directory_hash_ignores_snakemake_timestamp_and_uses_blob_names(tmp_path: Path) -> None:
+    from kxl.provenance import sha256_tree
+
+    d = tmp_path / "dir"
+    d.mkdir()
+    (d / "a.txt").write_text("a")
+    before = sha256_tree(d)
+    (d / ".snakemake_timestamp").write_text("")
+    assert sha256_tree(d) == before
+    blob = tmp_path / ("ab" * 32)
+    blob.write_text("big shard")
+    (d / "link.tar").symlink_to(blob)
+    with_link = sha256_tree(d)
+    blob.write_text("changed content, same content-addressed name")
+    assert sha256_tree(d) == with_link
+    (d / "a.txt").write_text("b")
+    assert sha256_tree(d) != with_link
