@@ -1,8 +1,7 @@
 # Rules of stage 'images' (see src/kxl/images): danbooru2023-style tar shards -> validated image
 # files, dataset.parquet and dropped.parquet (docs/formats.md 5). The shards are synthetic in the
 # default run and the pinned HF dataset (through the HF cache) in the full run.
-# section() serves top-level sections only; the two source rules get just their subsection
-# (same compact JSON) so that a change reruns exactly the rule that uses it.
+# The two source rules get just their subsection, so a change reruns exactly the rule using it.
 
 
 if config["metadata"]["source"] == "synthetic":
