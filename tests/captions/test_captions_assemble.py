@@ -1,0 +1,48 @@
+"""The flat-array caption assembly equals a plain per-row reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kxl.captions.assemble import interleave, join_tokens, list_part, scalar_part
+
+VOCAB = pa.array(["a", "bb", "", "d d", "é"], type=pa.large_string())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 6).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.lists(st.lists(st.integers(0, 4), max_size=4), min_size=n, max_size=n),
+             min_size=1, max_size=4),
+)))
+def test_interleave_and_join_equal_per_row_concatenation(case) -> None:  # noqa: ANN001
+    n_rows, parts_lists = case
+    parts = []
+    for part in parts_lists:
+        rows = np.array([r for r, toks in enumerate(part) for _ in toks], dtype=np.int64)
+        tokens = np.array([t for toks in part for t in toks], dtype=np.int64)
+        parts.append((rows, tokens))
+    offsets, tokens = interleave(parts, n_rows)
+    expected = [[t for part in parts_lists for t in part[r]] for r in range(n_rows)]
+    got = [tokens[offsets[r]:offsets[r + 1]].tolist() for r in range(n_rows)]
+    assert got == expected
+    words = VOCAB.to_pylist()
+    joined = join_tokens(VOCAB, offsets, tokens, ", ").to_pylist()
+    assert joined == [", ".join(words[t] for t in row) for row in expected]
+
+
+def test_list_part_skips_null_and_empty_lists_and_keeps_order() -> None:
+    s = pl.Series([[3, 1], None, [], [2, 2, 5]], dtype=pl.List(pl.Int64))
+    rows, values = list_part(s)
+    assert rows.tolist() == [0, 0, 3, 3, 3] and values.to_list() == [3, 1, 2, 2, 5]
+    rows, values = list_part(s.slice(1, 3))  # a slice keeps its own row numbers
+    assert rows.tolist() == [2, 2, 2] and values.to_list() == [2, 2, 5]
+
+
+def test_scalar_part_drops_nulls() -> None:
+    rows, tokens = scalar_part(pl.Series([4, None, 0], dtype=pl.Int64))
+    assert rows.tolist() == [0, 2] and tokens.tolist() == [4, 0]
