@@ -15,12 +15,15 @@ def run_measured(code: str, env: dict[str, str] | None = None) -> dict:
     A fresh process per measurement keeps peak RSS honest (the parent's memory never counts).
     The code may print one JSON object on its last stdout line; it is merged into the result.
     """
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child
+    # would report the parent's peak whenever the parent was the larger.
     wrapper = (
-        "import resource, json, time\n"
+        "import json, time\n"
         "t0 = time.perf_counter()\n"
         f"{code}\n"
         "dt = time.perf_counter() - t0\n"
-        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "rss = int(hwm.split()[1]) / 1024\n"
         "print(json.dumps({'seconds': dt, 'peak_rss_mb': rss}))\n"
     )
     t0 = time.perf_counter()
