@@ -1,0 +1,44 @@
+"""Typed config sections of the base-model stage (`base.synthetic`, `base.huggingface`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SyntheticBase:
+    """A tiny SDXL: SDXL's topology with small widths, pretrained briefly on CPU."""
+
+    seed: int = 0
+    threads: int = 2  # CPU results are bit-exact only for a fixed thread count
+    unet_channels: tuple[int, int, int] = (32, 64, 128)
+    unet_transformer_layers: tuple[int, int] = (1, 1)  # levels 2 and 3 (SDXL: 2, 10)
+    unet_head_dim: int = 32  # SDXL: 64
+    te1_width: int = 64  # CLIP-L: 768
+    te1_layers: int = 3
+    te1_heads: int = 2
+    te2_width: int = 128  # bigG: 1280; must differ from te1_width
+    te2_layers: int = 4
+    te2_heads: int = 2
+    vae_channels: tuple[int, int, int, int] = (32, 32, 64, 64)
+    vocab_size: int = 4096  # target BPE vocabulary (bytes + merges + 2 specials)
+    image_size: int = 64  # UNet pretraining resolution (latents image_size/8)
+    vae_crop: int = 32  # VAE pretraining crop (fully convolutional, so crops suffice)
+    vae_steps: int = 60
+    vae_batch: int = 8
+    vae_lr: float = 1e-3
+    unet_steps: int = 160
+    unet_batch: int = 8
+    unet_lr: float = 5e-4
+
+
+@dataclass(frozen=True)
+class HuggingfaceBase:
+    """The real base: one pinned single file plus SDXL's diffusers configs and tokenizers."""
+
+    repo_id: str
+    filename: str
+    revision: str
+    sha256: str | None
+    config_repo_id: str
+    config_revision: str

@@ -1,0 +1,102 @@
+"""`synth-base`: build, pretrain and save the tiny SDXL of the default run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from kxl.model import pretrain, tiny, tokenizer
+from kxl.model.config import SyntheticBase
+from kxl.model.load import load_sdxl, save_sdxl_single_file
+
+TAGS_SCHEMA = {"id": pl.Int64, "name": pl.String, "type": pl.Int8, "popularity": pl.Int64}
+
+
+def caption_texts(tags: pl.DataFrame) -> list[str]:
+    """Tag names as captions spell them (HakuBooru: underscores become spaces for names
+    longer than 3 characters, short emoticons keep them) plus the special tags and the
+    pretraining captions, as the tokenizer's training corpus."""
+    names = tags.select(
+        pl.when(pl.col("name").str.len_chars() > 3)
+        .then(pl.col("name").str.replace_all("_", " ", literal=True))
+        .otherwise(pl.col("name"))
+    ).to_series().to_list()
+    return [", ".join(tokenizer.SPECIAL_TAGS), *pretrain.caption_words(), *names]
+
+
+def phase_generator(seed: int, phase: int) -> torch.Generator:
+    """An independent generator per pretraining phase, derived from the config seed."""
+    state = np.random.SeedSequence([seed, phase]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def deterministic_cpu(threads: int) -> None:
+    """CPU bit-exactness: fixed thread count (reductions split by thread) and
+    deterministic kernels. Process-wide, so only CLIs call it."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def synthesize_base(
+    cfg: SyntheticBase, tags: pl.DataFrame, out: Path, config_dir: Path
+) -> dict[str, Any]:
+    """Write `config_dir` (diffusers configs + tokenizers) and `out` (the SGM single file);
+    returns a report (dims, parameter counts, losses, wall time)."""
+    from transformers import CLIPTokenizer
+
+    start = time.perf_counter()
+    tiny.check_dims(cfg)
+    tmp = config_dir.with_name(f".{config_dir.name}.tmp-{os.getpid()}")
+    # diffusers picks the loader by suffix: keep ".safetensors" last (never the pickle path).
+    tmp_out = out.with_name(f".{out.stem}.unverified-{os.getpid()}{out.suffix}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        ids = tokenizer.build_tokenizers(tmp, caption_texts(tags), cfg.vocab_size)
+        models = tiny.build_models(cfg, ids)
+        tiny.write_config_dir(tmp, models)
+        recon_before = pretrain.vae_recon_loss(models.vae, cfg.seed, 16, cfg.image_size)
+        vae_losses = pretrain.train_vae(models.vae, phase_generator(cfg.seed, 1), cfg.vae_steps,
+                                        cfg.vae_batch, cfg.vae_crop, cfg.vae_lr)
+        recon_after = pretrain.vae_recon_loss(models.vae, cfg.seed, 16, cfg.image_size)
+        encode = pretrain.sdxl_text_encoder(
+            CLIPTokenizer.from_pretrained(tmp / "tokenizer"),
+            CLIPTokenizer.from_pretrained(tmp / "tokenizer_2"),
+            models.text_encoder, models.text_encoder_2)
+        unet_losses = pretrain.train_unet(models.unet, models.vae, encode,
+                                          phase_generator(cfg.seed, 2), cfg.unet_steps,
+                                          cfg.unet_batch, cfg.image_size, cfg.unet_lr)
+        report = {
+            "params": tiny.param_counts(models), "vocab_size": ids["vocab_size"],
+            "vae_recon_mse": [recon_before, recon_after],
+            "vae_train_mse_first_last": [vae_losses[0], vae_losses[-1]] if vae_losses else [],
+            "unet_loss_first_last": [unet_losses[0], unet_losses[-1]] if unet_losses else [],
+            "unet_loss_last10": float(np.mean(unet_losses[-10:])) if unet_losses else None,
+        }
+        meta = {"kxl.stage": "base", "kxl.source": "synthetic",
+                "kxl.config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+                "kxl.pretrain": json.dumps(report, sort_keys=True),
+                "modelspec.architecture": "stable-diffusion-xl-v1-base"}
+        save_sdxl_single_file(models, tmp_out, meta)
+        load_sdxl(tmp_out, tmp)  # it must load through diffusers, every tensor checked
+        os.replace(tmp_out, out)
+        _replace_dir(tmp, config_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp_out.unlink(missing_ok=True)
+    report["wall_s"] = round(time.perf_counter() - start, 1)
+    return report
