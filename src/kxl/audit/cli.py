@@ -1,0 +1,65 @@
+"""CLI of the audit stage: `kxl diff A B` and `kxl diff --pair NAME` (the Snakemake targets)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help="compare two checkpoints (merged or LoKr) or two runs")
+    p.add_argument("a", nargs="?", help="file, run dir, released name or hf://owner/repo/file@rev")
+    p.add_argument("b", nargs="?", help="the other side")
+    p.add_argument("--base", help="base single file (needed for LoKr vs merged)")
+    p.add_argument("--pair", help="take a, b, base from config audit.diffs.<PAIR>")
+    p.add_argument("--config-json", default="{}", help="the audit config section as JSON")
+    p.add_argument("--tolerance", type=float, help="relative L2 above which a tensor differs")
+    p.add_argument("--atol", type=float, help="max |a-b| at or below which a tensor is equal")
+    p.add_argument("--ignore-dtype", action="store_true", help="dtype mismatches do not fail")
+    p.add_argument("--plan", help="plan.parquet: with two run dirs, what the steps saw")
+    p.add_argument("--report", help="self-contained HTML report to write")
+    p.add_argument("--json", help="JSON report to write")
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 even when they differ")
+    p.add_argument("--offline", action="store_true",
+                   default=os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"),
+                   help="released files only from the HF cache (default: $HF_HUB_OFFLINE)")
+    p.set_defaults(func=_diff)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from kxl.atomic import write_json, write_text
+    from kxl.audit.config import AuditConfig
+    from kxl.audit.diff import diff_files
+    from kxl.audit.report import json_safe, render_html
+    from kxl.audit.runs import diff_runs
+    from kxl.audit.sources import resolve
+    from kxl.config import section_from_json
+    from kxl.errors import KxlError
+
+    cfg = section_from_json(AuditConfig, args.config_json, "audit")
+    a, b, base = args.a, args.b, args.base
+    if args.pair:
+        pair = cfg.pair(args.pair)
+        a, b, base = pair.a, pair.b, base or pair.base
+    if not a or not b:
+        raise KxlError("kxl diff needs two operands A B (or --pair NAME with --config-json)")
+    tol = dataclasses.replace(cfg.tolerance, **{k: v for k, v in (
+        ("rtol", args.tolerance), ("atol", args.atol)) if v is not None})
+    if args.ignore_dtype:
+        tol = dataclasses.replace(tol, check_dtype=False)
+    pa, pb = resolve(a, cfg, args.offline), resolve(b, cfg, args.offline)
+    if pa.is_dir() and pb.is_dir():
+        report = diff_runs(pa, pb, Path(args.plan) if args.plan else None, tol)
+    else:
+        pbase = resolve(base, cfg, args.offline) if base else None
+        report = diff_files(pa, pb, pbase, tol)
+    if args.json:
+        write_json(args.json, json_safe(report))
+    if args.report:
+        write_text(args.report, render_html(report))
+    c = report["counts"]
+    print(f"{report['mode']}: {'PASS' if report['passed'] else 'FAIL'} {c}")
+    return 0 if report["passed"] or args.exit_zero else 1

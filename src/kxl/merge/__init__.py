@@ -1,0 +1,1 @@
+"""Stage 10 'merge': base SDXL single file + LoKr delta -> one single file, streamed."""
