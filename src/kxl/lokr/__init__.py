@@ -1,0 +1,1 @@
+"""Stage 'lokr': the LyCORIS LoKr adapter (preset, network construction, kohya-key export)."""

@@ -1,0 +1,176 @@
+"""Checkpoints without pickle: safetensors for tensors, JSON for the rest, sha256 manifest.
+
+A checkpoint is a directory `step-XXXXXXXX/` holding
+- `lokr.safetensors`: the adapter in kohya keys (loadable on its own, like the final file),
+- `state.safetensors` + `state.json`: every other component's state (optimizer incl. 8-bit
+  state tensors, schedule, scaler, data position, RNG states), nested containers encoded in JSON
+  with tensors referenced by name,
+- `manifest.json`: sha256 and size of each file (written last).
+It is written under a temporary name and renamed, so a directory with the final name is complete;
+`verify` re-hashes it so a corrupted or truncated one is named and skipped on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kxl.errors import KxlError
+from kxl.hashing import sha256_file
+
+FILES = ("lokr.safetensors", "state.safetensors", "state.json")
+MANIFEST = "manifest.json"
+# Test hook: kill this process (SIGKILL) half-way through writing the checkpoint of this step.
+KILL_HOOK = "KXL_TEST_KILL_DURING_CHECKPOINT"
+
+
+def encode_state(obj: Any, tensors: dict[str, Any], path: str = "") -> Any:
+    """Nested dict/list/tuple/tensor/scalar -> JSON node; tensors collected under their path."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        # clone: bnb shares one qmap tensor between parameters; safetensors refuses aliases
+        tensors[path] = obj.detach().cpu().clone().contiguous()
+        return {"T": path}
+    if isinstance(obj, dict):
+        return {"d": [[k, encode_state(v, tensors, f"{path}/{k}")] for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        kind = "l" if isinstance(obj, list) else "t"
+        return {kind: [encode_state(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return {"v": obj}
+    raise KxlError(f"checkpoint: cannot store {type(obj).__name__} at {path or '/'}")
+
+
+def decode_state(node: Any, tensors: dict[str, Any]) -> Any:
+    if "T" in node:
+        return tensors[node["T"]]
+    if "d" in node:
+        return {k: decode_state(v, tensors) for k, v in node["d"]}
+    if "l" in node:
+        return [decode_state(v, tensors) for v in node["l"]]
+    if "t" in node:
+        return tuple(decode_state(v, tensors) for v in node["t"])
+    return node["v"]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: Path
+
+
+class CheckpointManager:
+    """Owns the checkpoint directory: save, verify, retention and resume lookup."""
+
+    def __init__(self, root: str | Path, keep_last: int, keep_steps: list[int]) -> None:
+        self.root = Path(root)
+        self.keep_last = keep_last
+        self.keep_steps = set(keep_steps)
+
+    def path(self, step: int) -> Path:
+        return self.root / f"step-{step:08d}"
+
+    def save(
+        self, step: int, lokr: dict[str, Any], state: dict[str, Any], meta: dict[str, Any]
+    ) -> Path:
+        """Write checkpoint `step` atomically (temporary directory, then rename)."""
+        from safetensors.torch import save_file
+
+        final = self.path(step)
+        tmp = self.root / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        tensors: dict[str, Any] = {}
+        tree = encode_state(state, tensors)
+        save_file({k: v.contiguous() for k, v in lokr.items()}, tmp / FILES[0], {"format": "pt"})
+        self._test_kill(step)
+        save_file(tensors, tmp / FILES[1])
+        (tmp / FILES[2]).write_text(json.dumps({"meta": meta, "state": tree}, sort_keys=True))
+        files = {
+            n: {"sha256": sha256_file(tmp / n), "size": (tmp / n).stat().st_size} for n in FILES
+        }
+        (tmp / MANIFEST).write_text(
+            json.dumps({"step": step, "files": files}, indent=1, sort_keys=True)
+        )
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(self.root)
+        self._retain()
+        return final
+
+    @staticmethod
+    def _test_kill(step: int) -> None:
+        if os.environ.get(KILL_HOOK) == str(step):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def verify(self, path: Path) -> None:
+        """Raise KxlError naming the file when the checkpoint is incomplete or corrupt."""
+        man = path / MANIFEST
+        try:
+            files = json.loads(man.read_text())["files"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise KxlError(f"{man}: checkpoint manifest missing or unreadable") from exc
+        for name in FILES:
+            f = path / name
+            if name not in files or not f.is_file():
+                raise KxlError(f"{f}: checkpoint file missing")
+            if f.stat().st_size != files[name]["size"]:
+                raise KxlError(
+                    f"{f}: truncated ({f.stat().st_size} of {files[name]['size']} bytes)"
+                )
+            if sha256_file(f) != files[name]["sha256"]:
+                raise KxlError(f"{f}: sha256 mismatch (corrupt checkpoint)")
+
+    def list(self) -> list[Checkpoint]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in self.root.glob("step-*"):
+            if p.is_dir() and p.name[5:].isdigit():
+                out.append(Checkpoint(int(p.name[5:]), p))
+        return sorted(out, key=lambda c: c.step)
+
+    def latest_valid(self, warn: Any = print) -> Checkpoint | None:
+        """Newest checkpoint that verifies; corrupt ones are named through `warn` and skipped."""
+        for ck in reversed(self.list()):
+            try:
+                self.verify(ck.path)
+                return ck
+            except KxlError as exc:
+                warn(f"skipping checkpoint: {exc}")
+        return None
+
+    def load(self, path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """(lokr tensors, component state, meta) of a verified checkpoint."""
+        from safetensors.torch import load_file
+
+        self.verify(path)
+        doc = json.loads((path / FILES[2]).read_text())
+        state = decode_state(doc["state"], load_file(path / FILES[1]))
+        return load_file(path / FILES[0]), state, doc["meta"]
+
+    def _retain(self) -> None:
+        """Keep the newest `keep_last` plus every explicitly listed step; drop the rest."""
+        cks = self.list()
+        for ck in cks[: max(0, len(cks) - self.keep_last)]:
+            if ck.step not in self.keep_steps:
+                shutil.rmtree(ck.path)
+        for tmp in self.root.glob(".tmp-step-*"):
+            if tmp.is_dir() and not tmp.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,82 @@
+"""CLI of stage train: `kxl train` (one process, or one per rank under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="LoKr training over the plan (stages 8-9)")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--buckets", required=True, help="buckets.parquet (size conditioning)")
+    p.add_argument("--buckets-cache", required=True, help="folder of {bucket:03d}.safetensors")
+    p.add_argument("--captions", required=True)
+    p.add_argument("--base", required=True, help="SDXL single file (results/base/base.safetensors)")
+    p.add_argument("--config-dir", required=True, help="diffusers configs + tokenizers of --base")
+    p.add_argument("--config-json", required=True, help="the train config section")
+    p.add_argument("--plan-config-json", required=True, help="the plan section (caption settings)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out-dir", required=True, help="checkpoints/, metrics.csv, tensorboard/")
+    p.add_argument("--lokr", required=True, help="final adapter (kohya keys)")
+    p.add_argument("--resume", default="auto", help="auto (newest valid checkpoint) | none | DIR")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from kxl.captions.augment import augment
+    from kxl.config import from_dict, section_from_json, to_dict
+    from kxl.errors import KxlError
+    from kxl.model.load import load_sdxl
+    from kxl.provenance import record
+    from kxl.train.config import TrainConfig
+    from kxl.train.data import PixelCache, load_plan_data
+    from kxl.train.dist import init_world, shutdown
+    from kxl.train.trainer import CaptionAug, Trainer, run
+
+    cfg = section_from_json(TrainConfig, args.config_json, "train")
+    plan_cfg = json.loads(args.plan_config_json)
+    missing = [k for k in ("caption_shuffle", "caption_tag_dropout") if k not in plan_cfg]
+    if missing:
+        raise KxlError(f"config plan: missing key(s) {missing} (caption settings for training)")
+    caption = from_dict(
+        CaptionAug,
+        {
+            "shuffle": plan_cfg["caption_shuffle"],
+            "tag_dropout": float(plan_cfg["caption_tag_dropout"]),
+        },
+        "plan",
+    )
+    world = init_world(want_cuda=True)
+    log = lambda msg: print(f"[rank {world.rank}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    models = load_sdxl(args.base, args.config_dir, device=str(world.device), dtype=torch.float32)
+    data = load_plan_data(args.plan, args.captions, args.buckets, world.rank, world.size)
+    trainer = Trainer(
+        models,
+        data,
+        PixelCache(args.buckets_cache),
+        cfg,
+        args.seed,
+        Path(args.out_dir),
+        world,
+        augment,
+        caption,
+    )
+    result = run(trainer, args.resume, Path(args.lokr), log=log)
+    log(
+        f"trained {result.steps_run} step(s), last step {result.last_step}, loss {result.last_loss}"
+    )
+    if world.main:
+        metrics = Path(args.out_dir) / "metrics.csv"
+        record(
+            "train",
+            [args.lokr, metrics],
+            [args.plan, args.buckets, args.captions, args.base],
+            to_dict(cfg),
+        )
+    shutdown(world)
+    return 0

@@ -1,0 +1,53 @@
+"""The typed `train:` config section (config/config.yaml, config/epsilon.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kxl.lokr.network import LokrSpec
+
+
+@dataclass(frozen=True)
+class RunResources:
+    """How the rule launches training (torchrun processes, Snakemake resources); not used by
+    the training math: the plan fixes the data layout whatever the process count."""
+
+    nproc: int = 1
+    gpu: int = 0
+    mem_mb: int = 8000
+    runtime: int = 60
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lokr: LokrSpec
+    run: RunResources = field(default_factory=RunResources)
+    # Lion8bit (bitsandbytes); learning rates per parameter group.
+    lr_unet: float = 2e-5
+    lr_text_encoder: float = 5e-6
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    # constant with warmup; per_process = sd-scripts 0.8.7 (the scheduler is stepped once per
+    # process per optimizer step, so warmup ends after warmup_steps / world_size steps).
+    warmup_steps: int = 1000
+    warmup_counting: Literal["per_process", "global"] = "per_process"
+    min_snr_gamma: float | None = 5.0
+    noise_offset: float = 0.0357
+    max_grad_norm: float = 1.0
+    # DDPM scaled-linear schedule of SDXL (sd-scripts' noise scheduler).
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    num_train_timesteps: int = 1000
+    vae_scale: float = 0.13025
+    max_token_length: int = 225
+    # fp16 autocast + GradScaler on CUDA; CPU always runs fp32.
+    mixed_precision: Literal["fp16", "no"] = "fp16"
+    # per_rank: noise from (seed, step, plan rank, micro); shared: sd-scripts (same on every rank).
+    rng_streams: Literal["per_rank", "shared"] = "per_rank"
+    checkpoint_steps: list[int] = field(default_factory=list)
+    checkpoint_every: int = 0
+    keep_last: int = 2
+    max_steps: int | None = None
+    tensorboard: bool = True

@@ -1,0 +1,202 @@
+"""What each optimizer step trains on: this process's micro-batches of the plan.
+
+The plan (docs/formats.md section 7) fixes, per optimizer step, which post every (rank, micro,
+slot) sees. A run with W processes takes the plan ranks r with r % W == its rank, so a plan
+made for W_plan x A and a run on W x (W_plan / W * A) train on the same micro-batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kxl.errors import KxlError
+from kxl.tables import read_table
+
+PLAN_SCHEMA = {
+    "step": pl.Int32,
+    "rank": pl.Int16,
+    "micro": pl.Int16,
+    "slot": pl.Int16,
+    "epoch": pl.Int16,
+    "post_id": pl.Int64,
+    "bucket": pl.Int32,
+    "sample_seed": pl.UInt64,
+}
+SIZE_COLUMNS = ["orig_h", "orig_w", "cond_crop_top", "cond_crop_left", "target_h", "target_w"]
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    step: int
+    rank: int  # the plan's rank (not the process's)
+    micro: int
+    bucket: int
+    post_ids: np.ndarray
+    sample_seeds: np.ndarray
+    captions: list[str]
+    time_ids: np.ndarray  # [n, 6]: orig h, w, crop top, left, target h, w
+
+
+@dataclass(frozen=True)
+class Layout:
+    world_size: int  # of the plan
+    micros_per_step: int  # micro-batches per optimizer step over all plan ranks
+    batch_size: int
+
+
+class PlanData:
+    """The plan joined with captions and size conditioning, sliced for one process."""
+
+    def __init__(
+        self,
+        plan: pl.DataFrame,
+        captions: pl.DataFrame,
+        buckets: pl.DataFrame,
+        rank: int,
+        world: int,
+        plan_path: str = "plan.parquet",
+    ) -> None:
+        self.plan = plan.sort("step", "rank", "micro", "slot")
+        self.layout = _layout(self.plan, plan_path)
+        if self.layout.world_size % world:
+            raise KxlError(
+                f"{plan_path}: plan world_size {self.layout.world_size} is not a multiple of "
+                f"{world} processes; run with a divisor of it or rebuild the plan"
+            )
+        mine = self.plan.filter(pl.col("rank").cast(pl.Int64) % world == rank)
+        self.rows = _join(mine, captions, buckets, plan_path)
+        self.steps = self.plan["step"].unique(maintain_order=True).to_numpy()
+        self._step_index = _offsets(self.rows["step"].to_numpy())
+        self._plan_index = _offsets(self.plan["step"].to_numpy())
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+    def micro_batches(self, step: int) -> list[MicroBatch]:
+        lo, hi = self._step_index.get(step, (0, 0))
+        part = self.rows.slice(lo, hi - lo)
+        out = []
+        for (r, m), g in part.group_by(["rank", "micro"], maintain_order=True):
+            out.append(_micro(int(step), int(r), int(m), g))  # type: ignore[arg-type]
+        return out
+
+    def rows_hash(self, step: int) -> str:
+        """sha256 (16 hex) of the step's plan rows over all ranks: what the step saw."""
+        lo, hi = self._plan_index.get(step, (0, 0))
+        part = self.plan.slice(lo, hi - lo).select(
+            "rank", "micro", "slot", "post_id", "sample_seed"
+        )
+        h = hashlib.sha256()
+        for col in part.columns:
+            h.update(np.ascontiguousarray(part[col].to_numpy()).tobytes())
+        return h.hexdigest()[:16]
+
+
+def _offsets(steps: np.ndarray) -> dict[int, tuple[int, int]]:
+    values, starts = np.unique(steps, return_index=True)
+    ends = np.append(starts[1:], len(steps))
+    return {int(v): (int(a), int(b)) for v, a, b in zip(values, starts, ends, strict=True)}
+
+
+def _layout(plan: pl.DataFrame, where: str) -> Layout:
+    if plan.is_empty():
+        raise KxlError(f"{where}: the plan has no rows; rebuild it (kxl plan)")
+    world = int(plan["rank"].max()) + 1  # type: ignore[arg-type]
+    micros = int(plan["micro"].max()) + 1  # type: ignore[arg-type]
+    batch = int(plan["slot"].max()) + 1  # type: ignore[arg-type]
+    return Layout(world, world * micros, batch)
+
+
+def _join(
+    mine: pl.DataFrame, captions: pl.DataFrame, buckets: pl.DataFrame, where: str
+) -> pl.DataFrame:
+    cap = captions.select(pl.col("id").alias("post_id"), "caption")
+    size = buckets.select(pl.col("id").alias("post_id"), *SIZE_COLUMNS)
+    rows = mine.join(cap, on="post_id", how="left").join(size, on="post_id", how="left")
+    for col, table in (("caption", "captions.parquet"), ("target_h", "buckets.parquet")):
+        miss = rows.filter(pl.col(col).is_null())
+        if len(miss):
+            pid = int(miss["post_id"][0])
+            raise KxlError(
+                f"{where}: post_id {pid} (step {int(miss['step'][0])}) has no row in {table}; "
+                "rebuild the plan from the current captions/buckets"
+            )
+    mixed = rows.group_by("step", "rank", "micro").agg(pl.col("bucket").n_unique().alias("n"))
+    bad = mixed.filter(pl.col("n") > 1)
+    if len(bad):
+        raise KxlError(
+            f"{where}: step {int(bad['step'][0])} rank {int(bad['rank'][0])} micro "
+            f"{int(bad['micro'][0])} mixes buckets; a micro-batch must come from one bucket"
+        )
+    return rows.sort("step", "rank", "micro", "slot")
+
+
+def _micro(step: int, rank: int, micro: int, g: pl.DataFrame) -> MicroBatch:
+    return MicroBatch(
+        step=step,
+        rank=rank,
+        micro=micro,
+        bucket=int(g["bucket"][0]),
+        post_ids=g["post_id"].to_numpy(),
+        sample_seeds=g["sample_seed"].to_numpy(),
+        captions=g["caption"].to_list(),
+        time_ids=g.select(SIZE_COLUMNS).to_numpy().astype(np.float32),
+    )
+
+
+class PixelCache:
+    """Reads rows of buckets/cache/{bucket:03d}.safetensors (ids int64 [n], pixels uint8)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._index: dict[int, dict[int, int]] = {}
+
+    def _file(self, bucket: int) -> Path:
+        return self.root / f"{bucket:03d}.safetensors"
+
+    def _ids(self, bucket: int) -> dict[int, int]:
+        if bucket not in self._index:
+            from safetensors import safe_open
+
+            path = self._file(bucket)
+            if not path.is_file():
+                raise KxlError(
+                    f"{path}: bucket cache missing; run the buckets stage with cache: pixels"
+                )
+            with safe_open(str(path), "np") as f:
+                ids = f.get_tensor("ids")
+            self._index[bucket] = {int(v): i for i, v in enumerate(ids)}
+        return self._index[bucket]
+
+    def get(self, bucket: int, post_ids: np.ndarray) -> Any:
+        """uint8 torch tensor [n, h, w, 3] for `post_ids` in that order."""
+        import torch
+        from safetensors import safe_open
+
+        index = self._ids(bucket)
+        missing = [int(p) for p in post_ids if int(p) not in index]
+        if missing:
+            raise KxlError(f"{self._file(bucket)}: post_id {missing[0]} not in the bucket cache")
+        with safe_open(str(self._file(bucket)), "pt") as f:
+            sl = f.get_slice("pixels")
+            return torch.cat([sl[index[int(p)] : index[int(p)] + 1] for p in post_ids])
+
+
+def load_plan_data(
+    plan: str | Path, captions: str | Path, buckets: str | Path, rank: int, world: int
+) -> PlanData:
+    return PlanData(
+        read_table(plan, PLAN_SCHEMA),
+        read_table(captions),
+        read_table(buckets),
+        rank,
+        world,
+        str(plan),
+    )

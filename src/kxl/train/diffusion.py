@@ -1,0 +1,50 @@
+"""Diffusion training math of sd-scripts v0.8.7 for SDXL (epsilon target), as pure functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def alphas_cumprod(beta_start: float, beta_end: float, steps: int) -> Any:
+    """DDPM `scaled_linear` betas (linear in sqrt(beta)), cumulative product of 1 - beta."""
+    import torch
+
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float32) ** 2
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def snr(acp: Any) -> Any:
+    """Signal-to-noise ratio per timestep: (sqrt(acp) / sqrt(1 - acp))^2."""
+    return (acp.sqrt() / (1.0 - acp).sqrt()) ** 2
+
+
+def min_snr_weight(snr_t: Any, gamma: float) -> Any:
+    """min-SNR-gamma loss weight for the epsilon target: min(SNR, gamma) / SNR."""
+    import torch
+
+    return torch.minimum(snr_t, torch.full_like(snr_t, gamma)) / snr_t
+
+
+def add_noise(x0: Any, noise: Any, acp: Any, t: Any) -> Any:
+    """q(x_t | x_0): sqrt(acp_t) x0 + sqrt(1 - acp_t) noise (DDPMScheduler.add_noise)."""
+    a = acp[t].to(x0.dtype).sqrt().view(-1, 1, 1, 1)
+    s = (1.0 - acp[t]).to(x0.dtype).sqrt().view(-1, 1, 1, 1)
+    return a * x0 + s * noise
+
+
+def draw_noise(
+    latents_shape: tuple[int, ...], offset: float, steps: int, gen: Any
+) -> tuple[Any, Any]:
+    """Noise with offset and timesteps, drawn in sd-scripts' order from one generator.
+
+    noise = randn(latents) + offset * randn(B, C, 1, 1); t = randint(0, steps, (B,)).
+    """
+    import torch
+
+    b, c = latents_shape[:2]
+    dev = gen.device
+    noise = torch.randn(latents_shape, generator=gen, device=dev)
+    if offset:
+        noise = noise + offset * torch.randn((b, c, 1, 1), generator=gen, device=dev)
+    t = torch.randint(0, steps, (b,), generator=gen, device=dev)
+    return noise, t

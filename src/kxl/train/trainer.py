@@ -1,0 +1,314 @@
+"""The training loop: collaborators named up front, one short loop over plan steps.
+
+Every micro-batch draws its VAE sample, noise, noise offset and timesteps from a generator
+derived from (seed, step, plan rank, micro), so the run is a pure function of the plan position
+and a resume from any checkpoint continues bit-identically on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kxl.atomic import atomic_path
+from kxl.config import to_dict
+from kxl.train.checkpoint import CheckpointManager
+from kxl.train.components import Adapter, DataPosition, RngState
+from kxl.train.config import TrainConfig
+from kxl.train.data import MicroBatch, PixelCache, PlanData
+from kxl.train.dist import World, all_reduce_scalar, all_reduce_sum_, barrier
+from kxl.train.metrics import MetricsLog
+from kxl.train.schedule import LRSchedule
+
+Augment = Callable[[str, int, bool, float], str]
+# Config keys that may change between a checkpoint and its resume (launch and bookkeeping only).
+RESUME_FREE_KEYS = frozenset(
+    {"run", "max_steps", "checkpoint_steps", "checkpoint_every", "keep_last", "tensorboard"}
+)
+
+
+def _jsonable(value: Any) -> Any:
+    """The value as it reads back from state.json (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+@dataclass(frozen=True)
+class CaptionAug:
+    """Plan-section caption settings: shuffle, then tag dropout after the keep separator."""
+
+    shuffle: bool
+    tag_dropout: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps_run: int
+    last_step: int
+    last_loss: float | None
+
+
+class Trainer:
+    def __init__(
+        self,
+        models: Any,
+        data: PlanData,
+        pixels: PixelCache,
+        cfg: TrainConfig,
+        seed: int,
+        out_dir: Path,
+        world: World,
+        augment: Augment,
+        caption: CaptionAug,
+    ) -> None:
+        import torch
+
+        from kxl.lokr.network import build_network
+        from kxl.train.diffusion import alphas_cumprod, snr
+        from kxl.train.optim import build_lion8bit
+        from kxl.train.seeding import derive_seed, set_deterministic
+
+        self.m, self.data, self.pixels, self.cfg, self.seed = models, data, pixels, cfg, seed
+        self.world, self.augment, self.caption, self.out_dir = world, augment, caption, out_dir
+        set_deterministic(seed)
+        for mod in (models.unet, models.text_encoder, models.text_encoder_2, models.vae):
+            mod.requires_grad_(False)
+            mod.to(world.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "lokr-init"))
+            net = build_network(cfg.lokr, [models.text_encoder, models.text_encoder_2], models.unet)
+        net.to(world.device)
+        self.adapter = Adapter(net, models.unet, [models.text_encoder, models.text_encoder_2])
+        groups = self.adapter.param_groups(cfg.lr_text_encoder, cfg.lr_unet)
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = build_lion8bit(groups, cfg.betas, cfg.weight_decay)
+        self.schedule = LRSchedule(
+            self.optimizer,
+            [cfg.lr_text_encoder, cfg.lr_unet],
+            cfg.warmup_steps,
+            data.layout.world_size,
+            cfg.warmup_counting,
+        )
+        self.fp16 = cfg.mixed_precision == "fp16" and world.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.fp16)
+        self.position, self.rng = DataPosition(), RngState()
+        acp = alphas_cumprod(cfg.beta_start, cfg.beta_end, cfg.num_train_timesteps)
+        self.acp, self.snr = acp.to(world.device), snr(acp).to(world.device)
+        self.ckpt = CheckpointManager(out_dir / "checkpoints", cfg.keep_last, cfg.checkpoint_steps)
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "data": self.position.state_dict(),
+            "rng": self.rng.state_dict(),
+        }
+
+    def load(self, path: Path) -> None:
+        lokr, state, meta = self.ckpt.load(path)
+        self.adapter.load_state_dict(lokr)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.position.load_state_dict(state["data"])
+        self.rng.load_state_dict(state["rng"])
+        self._check_config(meta, path)
+        self._check_plan(meta, path)
+
+    def _check_config(self, meta: dict[str, Any], path: Path) -> None:
+        """A checkpoint continues only the run that made it (same seed and training math)."""
+        from kxl.errors import KxlError
+
+        old = {"seed": meta.get("seed"), **meta.get("config", {})}
+        new = {"seed": self.seed, **to_dict(self.cfg)}
+        for key in sorted(set(old) | set(new)):
+            if key in RESUME_FREE_KEYS or old.get(key) == _jsonable(new.get(key)):
+                continue
+            raise KxlError(
+                f"{path}: checkpoint made with train.{key}={old.get(key)!r}, config now has "
+                f"{new.get(key)!r}; restore the config or move the checkpoints away "
+                "(results/train/checkpoints) to start over"
+            )
+
+    def _check_plan(self, meta: dict[str, Any], path: Path) -> None:
+        from kxl.errors import KxlError
+
+        nxt = self.position.next_step
+        if nxt < self.data.num_steps and meta.get("next_rows_hash") != self._rows_hash(nxt):
+            raise KxlError(
+                f"{path}: checkpoint was made with a different plan (step {nxt} rows "
+                "differ); resume with the plan it was trained on or --resume none"
+            )
+
+    def _rows_hash(self, index: int) -> str:
+        return self.data.rows_hash(int(self.data.steps[index]))
+
+    def save(self) -> None:
+        nxt = self.position.next_step
+        meta = {
+            "config": to_dict(self.cfg),
+            "seed": self.seed,
+            "next_step": nxt,
+            "plan_world_size": self.data.layout.world_size,
+            "next_rows_hash": self._rows_hash(nxt) if nxt < self.data.num_steps else None,
+        }
+        if self.world.main:
+            self.ckpt.save(nxt, self.adapter.state_dict(), self.state_dict(), meta)
+        barrier(self.world)
+
+    def resume(self, how: str, log: Callable[[str], None]) -> None:
+        """`auto`: newest valid checkpoint in out-dir (corrupt ones named, skipped); `none`;
+        or a checkpoint directory."""
+        if how == "none":
+            return
+        if how == "auto":
+            ck = self.ckpt.latest_valid(warn=log)
+            if ck is None:
+                return
+            path = ck.path
+        else:
+            path = Path(how)
+        self.load(path)
+        log(f"resumed from {path} at plan step index {self.position.next_step}")
+
+    # -- one step ----------------------------------------------------------------------------
+    def micro_loss(self, mb: MicroBatch) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        from kxl.train.diffusion import add_noise, draw_noise, min_snr_weight
+        from kxl.train.seeding import micro_generator
+        from kxl.train.text import encode, tokenize
+
+        dev, cfg = self.world.device, self.cfg
+        gen = micro_generator(
+            self.seed, mb.step, mb.rank, mb.micro, cfg.rng_streams == "shared", dev
+        )
+        px = self.pixels.get(mb.bucket, mb.post_ids).to(dev)
+        x = px.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        with torch.no_grad():
+            latents = self.m.vae.encode(x).latent_dist.sample(generator=gen) * cfg.vae_scale
+        noise, t = draw_noise(tuple(latents.shape), cfg.noise_offset, cfg.num_train_timesteps, gen)
+        noisy = add_noise(latents, noise, self.acp, t)
+        caps = [
+            self.augment(c, int(s), self.caption.shuffle, self.caption.tag_dropout)
+            for c, s in zip(mb.captions, mb.sample_seeds, strict=True)
+        ]
+        ids1 = tokenize(caps, self.m.tokenizer, cfg.max_token_length).to(dev)
+        ids2 = tokenize(caps, self.m.tokenizer_2, cfg.max_token_length).to(dev)
+        time_ids = torch.from_numpy(mb.time_ids).to(dev)
+        amp = torch.autocast("cuda", torch.float16) if self.fp16 else contextlib.nullcontext()
+        with amp:
+            ctx, pooled = encode(ids1, ids2, self.m.text_encoder, self.m.text_encoder_2)
+            pred = self.m.unet(
+                noisy, t, ctx, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}
+            ).sample
+        loss = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=[1, 2, 3])
+        if cfg.min_snr_gamma:
+            loss = loss * min_snr_weight(self.snr[t], cfg.min_snr_gamma)
+        return loss.mean()
+
+    def step(self, index: int) -> dict[str, Any]:
+        import torch
+
+        step = int(self.data.steps[index])
+        t0 = time.perf_counter()
+        micro = self.data.micro_batches(step)
+        total, loss_sum = self.data.layout.micros_per_step, 0.0
+        for mb in micro:
+            loss = self.micro_loss(mb) / total
+            self.scaler.scale(loss).backward()
+            loss_sum += float(loss.detach())
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        all_reduce_sum_([p.grad for p in self.params], self.world)
+        loss_all = all_reduce_scalar(loss_sum, self.world)
+        self.scaler.unscale_(self.optimizer)
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        lrs = self.schedule.apply()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step += 1
+        self.position.next_step = index + 1
+        n_img = total * self.data.layout.batch_size
+        return {
+            "step": step,
+            "loss": loss_all,
+            "lr_text_encoder": lrs[0],
+            "lr_unet": lrs[1],
+            "grad_norm": float(gnorm),
+            "scaler_scale": float(self.scaler.get_scale()),
+            "images_per_s": n_img / (time.perf_counter() - t0),
+            "rows_hash": self.data.rows_hash(step),
+        }
+
+    def due(self, position: int) -> bool:
+        every = self.cfg.checkpoint_every
+        return position in self.cfg.checkpoint_steps or bool(every and position % every == 0)
+
+
+def run(
+    trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None] = print
+) -> TrainResult:
+    """Resume, train to the end of the plan (or max_steps), write the final kohya-keyed LoKr."""
+    trainer.resume(resume, log)
+    cfg = trainer.cfg
+    end = (
+        trainer.data.num_steps
+        if cfg.max_steps is None
+        else min(cfg.max_steps, trainer.data.num_steps)
+    )
+    start = trainer.position.next_step
+    metrics = MetricsLog(trainer.out_dir, start, cfg.tensorboard) if trainer.world.main else None
+    row: dict[str, Any] = {}
+    for index in range(start, end):
+        row = trainer.step(index)
+        if metrics is not None:
+            metrics.log(row)
+        if trainer.due(index + 1):
+            trainer.save()
+    if metrics is not None:
+        metrics.finish()
+    if trainer.world.main:
+        write_lokr(trainer, lokr_out)
+    return TrainResult(end - start, end, row.get("loss"))
+
+
+def write_lokr(trainer: Trainer, path: Path) -> None:
+    """The final adapter in kohya keys with the metadata sd-webui / ComfyUI read."""
+    import json
+
+    from safetensors.torch import save_file
+
+    cfg = trainer.cfg
+    meta = {
+        "ss_network_module": "lycoris.kohya",
+        "ss_network_dim": str(cfg.lokr.dim),
+        "ss_network_alpha": str(cfg.lokr.alpha),
+        "ss_network_args": json.dumps(
+            {
+                "algo": "lokr",
+                "factor": cfg.lokr.factor,
+                "conv_dim": cfg.lokr.conv_dim,
+                "conv_alpha": cfg.lokr.conv_alpha,
+                "train_norm": cfg.lokr.train_norm,
+                "preset": Path(cfg.lokr.preset).name,
+            }
+        ),
+        "kxl_train_config": json.dumps(to_dict(cfg), sort_keys=True),
+        "kxl_seed": str(trainer.seed),
+        "kxl_steps": str(trainer.position.next_step),
+    }
+    sd = {k: v.contiguous() for k, v in trainer.adapter.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(sd, tmp, meta)

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    from kxl.train.testing import build_models
+
+    return build_models("tiny", seed=0)

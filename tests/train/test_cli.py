@@ -1,0 +1,104 @@
+"""`kxl train` end to end on a kxl.model tiny base (no pretraining) and the tiny inputs."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from safetensors import safe_open
+from train_helpers import config_json
+
+from kxl.cli import main
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    from kxl.model.config import SyntheticBase
+    from kxl.model.synth import synthesize_base
+
+    root = tmp_path_factory.mktemp("base")
+    tags = pl.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "name": ["1girl", "solo", "red_hair"],
+            "type": [0, 0, 0],
+            "popularity": [3, 2, 1],
+        },
+        schema={"id": pl.Int64, "name": pl.String, "type": pl.Int8, "popularity": pl.Int64},
+    )
+    cfg = SyntheticBase(vae_steps=0, unet_steps=0, vocab_size=600)
+    synthesize_base(cfg, tags, root / "base.safetensors", root / "config")
+    return root
+
+
+@pytest.mark.slow
+def test_kxl_train_cli(tiny_inputs, base, tmp_path, capsys) -> None:
+    out, lokr = tmp_path / "train", tmp_path / "epsilon-lokr.safetensors"
+    args = [
+        "train",
+        "--plan",
+        str(tiny_inputs["plan"]),
+        "--buckets",
+        str(tiny_inputs["buckets"]),
+        "--buckets-cache",
+        str(tiny_inputs["cache"]),
+        "--captions",
+        str(tiny_inputs["captions"]),
+        "--base",
+        str(base / "base.safetensors"),
+        "--config-dir",
+        str(base / "config"),
+        "--config-json",
+        config_json(checkpoint_every=3, max_steps=3),
+        "--plan-config-json",
+        json.dumps({"caption_shuffle": True, "caption_tag_dropout": 0.15}),
+        "--seed",
+        "1337",
+        "--out-dir",
+        str(out),
+        "--lokr",
+        str(lokr),
+    ]
+    assert main(args) == 0
+    with safe_open(str(lokr), "pt") as f:
+        keys = list(f.keys())
+        assert f.metadata()["ss_network_module"] == "lycoris.kohya"
+    assert any(k.startswith("lora_te2_text_model_encoder_layers_") for k in keys)
+    assert (out / "checkpoints/step-00000003/manifest.json").is_file()
+    assert len((out / "metrics.csv").read_text().splitlines()) == 4
+    assert (tmp_path / ".prov/epsilon-lokr.safetensors.json").is_file()
+    # a second call resumes from the checkpoint and has nothing left to do
+    assert main(args) == 0
+    assert "resumed from" in capsys.readouterr().err
+
+
+def test_bad_train_config_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
+    args = [
+        "train",
+        "--plan",
+        "p",
+        "--buckets",
+        "b",
+        "--buckets-cache",
+        "c",
+        "--captions",
+        "c",
+        "--base",
+        "b",
+        "--config-dir",
+        "d",
+        "--config-json",
+        '{"lokr": {"preset": "x.toml"}, "warmup_counting": "per_gpu"}',
+        "--plan-config-json",
+        "{}",
+        "--seed",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+        "--lokr",
+        str(tmp_path / "l.safetensors"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.warmup_counting" in err

@@ -1,0 +1,174 @@
+"""Exact resume on CPU: weights and optimizer state bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_helpers import config_json, tiny_config
+
+from kxl.config import from_dict
+from kxl.train.checkpoint import KILL_HOOK
+from kxl.train.config import TrainConfig
+
+RUNNER = Path(__file__).with_name("run_tiny.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _trainer(inputs, out: Path, **over):
+    from kxl.train.data import PixelCache, load_plan_data
+    from kxl.train.dist import World
+    from kxl.train.testing import build_models, stub_augment
+    from kxl.train.trainer import CaptionAug, Trainer
+
+    cfg = from_dict(TrainConfig, tiny_config(**over), "train")
+    data = load_plan_data(inputs["plan"], inputs["captions"], inputs["buckets"], 0, 1)
+    world = World(0, 1, 0, torch.device("cpu"))
+    return Trainer(
+        build_models("tiny", seed=0),
+        data,
+        PixelCache(inputs["cache"]),
+        cfg,
+        1337,
+        out,
+        world,
+        stub_augment,
+        CaptionAug(True, 0.15),
+    )
+
+
+def _same_tensors(a: Path, b: Path) -> None:
+    x, y = load_file(str(a)), load_file(str(b))
+    assert x.keys() == y.keys()
+    for k in x:
+        assert torch.equal(x[k], y[k]), k
+
+
+def test_in_process_resume_is_bit_identical(tiny_inputs, tmp_path) -> None:
+    from kxl.train.trainer import run
+
+    full = _trainer(tiny_inputs, tmp_path / "a", checkpoint_every=3)
+    run(full, "none", tmp_path / "a.safetensors", log=lambda s: None)
+    first = _trainer(tiny_inputs, tmp_path / "b", checkpoint_every=3, max_steps=3)
+    run(first, "none", tmp_path / "b3.safetensors", log=lambda s: None)
+    second = _trainer(tiny_inputs, tmp_path / "b", checkpoint_every=3)
+    msgs: list[str] = []
+    res = run(second, "auto", tmp_path / "b.safetensors", log=msgs.append)
+    assert res.steps_run == 3 and "step-00000003" in msgs[0]
+    _same_tensors(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    for name in ("lokr.safetensors", "state.safetensors"):
+        _same_tensors(
+            tmp_path / "a/checkpoints/step-00000006" / name,
+            tmp_path / "b/checkpoints/step-00000006" / name,
+        )
+    # metrics of the resumed run continue the first one's rows exactly
+    rows = (tmp_path / "b/metrics.csv").read_text().splitlines()
+    ref = (tmp_path / "a/metrics.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in rows] == [r.split(",")[1] for r in ref]
+
+
+def _start(inputs_dir: Path, out: Path, env_extra: dict | None = None) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
+    cfg = config_json(checkpoint_every=1, keep_last=3)
+    return subprocess.Popen(
+        [sys.executable, str(RUNNER), str(inputs_dir), str(out), "auto", cfg],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _finish(p: subprocess.Popen) -> None:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-2000:]
+
+
+def _rows(out: Path) -> int:
+    f = out / "metrics.running.csv"
+    return max(0, len(f.read_text().splitlines()) - 1) if f.is_file() else 0
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_inputs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref")
+    _finish(_start(tiny_inputs["plan"].parent, out))
+    return out
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    _same_tensors(a / "lokr.safetensors", b / "lokr.safetensors")
+    last_a, last_b = a / "checkpoints/step-00000006", b / "checkpoints/step-00000006"
+    # same sha256 of the adapter, the optimizer/scheduler/scaler/rng tensors and the JSON state
+    assert json.loads((last_a / "manifest.json").read_text()) == json.loads(
+        (last_b / "manifest.json").read_text()
+    )
+    rows_a, rows_b = ((d / "metrics.csv").read_text().splitlines() for d in (a, b))
+    assert [r.split(",")[1] for r in rows_a] == [r.split(",")[1] for r in rows_b]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after_rows", [1, 4])
+def test_sigkill_then_resume_matches(reference, tiny_inputs, tmp_path, kill_after_rows) -> None:
+    out = tmp_path / "run"
+    p = _start(tiny_inputs["plan"].parent, out)
+    deadline = time.time() + 300
+    while _rows(out) < kill_after_rows and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(random.Random(kill_after_rows).uniform(0.0, 0.15))  # land anywhere in the next step
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert _rows(out) < 6, "killed too late to test anything"
+    _finish(_start(tiny_inputs["plan"].parent, out))
+    _assert_same_run(reference, out)
+
+
+@pytest.mark.slow
+def test_kill_during_checkpoint_write_falls_back(reference, tiny_inputs, tmp_path) -> None:
+    out = tmp_path / "run"
+    p = _start(tiny_inputs["plan"].parent, out, {KILL_HOOK: "3"})
+    p.wait(timeout=300)
+    assert p.returncode == -signal.SIGKILL
+    ck = out / "checkpoints"
+    assert not (ck / "step-00000003").exists()  # never a half-written checkpoint under its name
+    assert any(x.name.startswith(".tmp-step-00000003") for x in ck.iterdir())
+    _finish(_start(tiny_inputs["plan"].parent, out))
+    _assert_same_run(reference, out)
+    assert not any(x.name.startswith(".tmp-") for x in ck.iterdir())
+
+
+@pytest.mark.slow
+def test_corrupt_latest_checkpoint_falls_back_to_previous(reference, tiny_inputs, tmp_path) -> None:
+    out = tmp_path / "run"
+    _finish(_start(tiny_inputs["plan"].parent, out))
+    for s in (5, 6):
+        f = out / f"checkpoints/step-{s:08d}/state.safetensors"
+        f.write_bytes(f.read_bytes()[:100])
+    p = _start(tiny_inputs["plan"].parent, out)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0
+    assert "step-00000006/state.safetensors: truncated" in err.decode()
+    _assert_same_run(reference, out)
+
+
+def test_resume_refuses_checkpoint_of_other_config(tiny_inputs, tmp_path) -> None:
+    from kxl.errors import KxlError
+    from kxl.train.trainer import run
+
+    first = _trainer(tiny_inputs, tmp_path / "a", checkpoint_every=1, max_steps=1)
+    run(first, "none", tmp_path / "a.safetensors", log=lambda s: None)
+    other = _trainer(tiny_inputs, tmp_path / "a", noise_offset=0.05)
+    with pytest.raises(KxlError, match=r"train.noise_offset=0.0357.*0.05"):
+        run(other, "auto", tmp_path / "b.safetensors", log=lambda s: None)
+    # bookkeeping keys may change: max_steps / checkpoint cadence
+    again = _trainer(tiny_inputs, tmp_path / "a", checkpoint_every=2, max_steps=2)
+    assert run(again, "auto", tmp_path / "c.safetensors", log=lambda s: None).steps_run == 1
