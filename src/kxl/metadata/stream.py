@@ -1,0 +1,73 @@
+"""Write a parquet table chunk by chunk, with the same bytes `kxl.tables.write_table` gives.
+
+The relation table is too large (220M rows at full scale) to hold whole in memory, so it is
+written as it is read. Same writer settings as `write_table`, and rows are regrouped into
+row groups of exactly the same size, so the file is byte-identical to writing the whole
+table at once (tested).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kxl import tables
+from kxl.atomic import atomic_path
+from kxl.tables import Schema, check_schema
+
+
+class TableStream:
+    """Context manager: `write(df)` chunks in order; renamed into place only on success."""
+
+    def __init__(self, path: str | os.PathLike[str], schema: Schema) -> None:
+        self.path, self.schema = Path(path), schema
+        self._stack = ExitStack()
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+
+    def __enter__(self) -> TableStream:
+        self._tmp = self._stack.enter_context(atomic_path(self.path))
+        return self
+
+    def write(self, df: pl.DataFrame) -> None:
+        table = check_schema(df, self.schema, self.path.name).to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self._tmp, table.schema, compression=tables._COMPRESSION,
+                compression_level=tables._LEVEL, write_statistics=True, use_dictionary=True,
+            )
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= tables._ROW_GROUP:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        assert self._writer is not None
+        whole = pa.concat_tables(self._buffer)
+        cut = len(whole) if final else len(whole) - len(whole) % tables._ROW_GROUP
+        if cut:
+            self._writer.write_table(whole.slice(0, cut), row_group_size=tables._ROW_GROUP)
+        self._buffer = [whole.slice(cut)]
+        self._buffered = len(whole) - cut
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                if self._writer is None:  # no chunk at all: an empty table
+                    self.write(pl.DataFrame(schema=self.schema))
+                self._flush(final=True)
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            # atomic_path renames the temporary file only when no exception is passed in
+            self._stack.__exit__(exc_type, exc, tb)
