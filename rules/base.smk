@@ -2,8 +2,6 @@
 # diffusers configs/tokenizers that diffusers' from_single_file(config=...) needs.
 # The default run builds a tiny SDXL; the full run fetches the pinned Kohaku XL Delta file.
 
-BASE_CFG = config["base"]
-
 if config["metadata"]["source"] == "synthetic":
 
     rule synth_base:
@@ -17,8 +15,8 @@ if config["metadata"]["source"] == "synthetic":
         benchmark:
             "logs/benchmarks/synth_base.tsv"
         params:
-            cfg=json.dumps(BASE_CFG["synthetic"], sort_keys=True, separators=(",", ":")),
-        threads: BASE_CFG["synthetic"].get("threads", 2)
+            cfg=section("base.synthetic"),
+        threads: config["base"]["synthetic"]["threads"]
         resources:
             mem_mb=4000,
             runtime=15,
@@ -39,7 +37,7 @@ else:
         benchmark:
             "logs/benchmarks/fetch_base.tsv"
         params:
-            cfg=json.dumps(BASE_CFG["huggingface"], sort_keys=True, separators=(",", ":")),
+            cfg=section("base.huggingface"),
         threads: 1
         resources:
             mem_mb=2000,
