@@ -4,6 +4,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Stage eval's own env: imgutils 0.19 pins numpy<2, the SLURM executor plugin needs numpy>=2.4.5
+EVAL_VENV ?= .venv-eval
 TARGET ?= results/plan/plan.parquet
 CORES  ?= all
 
@@ -17,10 +19,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[train,dev]'
 	touch $@
 
-run: $(VENV)/.installed
+$(EVAL_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(EVAL_VENV)
+	$(EVAL_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EVAL_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(EVAL_VENV)/bin/python -m pip install -q -e '.[train,eval]'
+	touch $@
+
+run: $(VENV)/.installed $(EVAL_VENV)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) $(TARGET)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(EVAL_VENV)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

@@ -16,6 +16,11 @@ include: "rules/captions.smk"
 include: "rules/images.smk"
 include: "rules/buckets.smk"
 include: "rules/plan.smk"
+include: "rules/base.smk"
+include: "rules/train.smk"
+include: "rules/merge.smk"
+include: "rules/audit.smk"
+include: "rules/eval.smk"
 
 
 rule all:

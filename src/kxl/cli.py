@@ -23,6 +23,11 @@ STAGES = (
     "images",
     "buckets",
     "plan",
+    "model",
+    "train",
+    "merge",
+    "audit",
+    "eval",
 )
 
 

@@ -18,7 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # The furthest targets of the default pipeline; the e2e tests check what they produce.
-TARGETS = ["results/captions/captions.parquet", "results/plan/plan.parquet"]
+TARGETS = [
+    "results/captions/captions.parquet",
+    "results/plan/plan.parquet",
+    "results/epsilon.safetensors",
+    "results/audit/diff/lokr-vs-merged.json",
+]
 
 
 @dataclass(frozen=True)

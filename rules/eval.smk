@@ -1,0 +1,152 @@
+# Rules of stage 'eval' (see src/kxl/eval): CCIP over the character set for every model in
+# eval.generate.models, and the report (docs/formats.md section 11).
+# imgutils 0.19 pins numpy<2 and the SLURM executor plugin needs numpy>=2.4.5, so these rules run
+# in their own env: .venv-eval (built by `make`), or envs/eval.yaml under --sdm conda.
+import os
+
+EVAL = config["eval"]
+EVAL_MODELS = {m["name"]: m for m in EVAL["generate"]["models"]}
+EVAL_KXL = ".venv-eval/bin/kxl" if os.path.exists(".venv-eval/bin/kxl") else "kxl"
+CCIP = "results/eval/ccip"
+
+
+rule ccip_characters:
+    input:
+        kept="results/manifest/kept.parquet",
+        tags="results/metadata/tags.parquet",
+        dataset="results/images/dataset.parquet",
+    output:
+        characters=f"{CCIP}/characters.parquet",
+        refs=f"{CCIP}/refs.parquet",
+        summary=f"{CCIP}/characters.json",
+    log:
+        "logs/eval/ccip_characters.log",
+    benchmark:
+        "logs/benchmarks/ccip_characters.tsv"
+    params:
+        kxl=EVAL_KXL,
+        cfg=section("eval.characters"),
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "{params.kxl} ccip-characters --kept {input.kept} --tags {input.tags}"
+        " --dataset {input.dataset} --config-json {params.cfg:q} --out {output.characters}"
+        " --refs {output.refs} --summary {output.summary} > {log} 2>&1"
+
+
+rule ccip_generate:
+    input:
+        characters=f"{CCIP}/characters.parquet",
+        model=lambda w: EVAL_MODELS[w.model]["path"],
+        config_dir=lambda w: EVAL_MODELS[w.model].get("config_dir", "results/base/config"),
+    output:
+        directory(f"{CCIP}/generated/{{model}}"),
+    log:
+        "logs/eval/ccip_generate_{model}.log",
+    benchmark:
+        "logs/benchmarks/ccip_generate_{model}.tsv"
+    params:
+        kxl=EVAL_KXL,
+        # the generation settings without the model list: adding a model reruns nothing else
+        cfg=json.dumps({k: v for k, v in EVAL["generate"].items() if k != "models"},
+                       sort_keys=True, separators=(",", ":")),
+        seed=config["seed"],
+    wildcard_constraints:
+        model="[A-Za-z0-9_.-]+",
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=1440,
+        gpu=1 if config["metadata"]["source"] != "synthetic" else 0,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "{params.kxl} ccip-generate --characters {input.characters} --name {wildcards.model}"
+        " --model {input.model} --config-dir {input.config_dir} --config-json {params.cfg:q}"
+        " --seed {params.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
+
+
+rule ccip_model_files:
+    output:
+        directory("results/eval/hf-cache"),
+    log:
+        "logs/eval/ccip_model_files.log",
+    benchmark:
+        "logs/benchmarks/ccip_model_files.tsv"
+    params:
+        kxl=EVAL_KXL,
+        cfg=section("eval.ccip"),
+        cmd="ccip-standin" if EVAL["ccip"]["source"] == "standin" else "ccip-fetch",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "{params.kxl} {params.cmd} --config-json {params.cfg:q} --out-dir {output} > {log} 2>&1"
+
+
+rule ccip_score:
+    input:
+        characters=f"{CCIP}/characters.parquet",
+        refs=f"{CCIP}/refs.parquet",
+        images="results/images/files",
+        hf_cache="results/eval/hf-cache",
+        generated=expand(f"{CCIP}/generated/{{model}}", model=list(EVAL_MODELS)),
+    output:
+        images=f"{CCIP}/image_scores.parquet",
+        scores=f"{CCIP}/scores.parquet",
+        csv=f"{CCIP}/scores.csv",
+        summary=f"{CCIP}/summary.json",
+    log:
+        "logs/eval/ccip_score.log",
+    benchmark:
+        "logs/benchmarks/ccip_score.tsv"
+    params:
+        kxl=EVAL_KXL,
+        cfg=section("eval.ccip"),
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=1440,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "{params.kxl} ccip-score --characters {input.characters} --refs {input.refs}"
+        " --images-root results/images --hf-cache {input.hf_cache} --config-json {params.cfg:q}"
+        " --generated {input.generated} --out-images {output.images} --out {output.scores}"
+        " --csv {output.csv} --summary {output.summary} > {log} 2>&1"
+
+
+rule ccip_report:
+    input:
+        scores=f"{CCIP}/scores.parquet",
+        characters=f"{CCIP}/characters.parquet",
+        refs=f"{CCIP}/refs.parquet",
+        summary=f"{CCIP}/summary.json",
+        images="results/images/files",
+        generated=expand(f"{CCIP}/generated/{{model}}", model=list(EVAL_MODELS)),
+    output:
+        report(f"{CCIP}/report.html", category="CCIP evaluation"),
+    log:
+        "logs/eval/ccip_report.log",
+    benchmark:
+        "logs/benchmarks/ccip_report.tsv"
+    params:
+        kxl=EVAL_KXL,
+        examples=EVAL.get("report_examples", 3),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "{params.kxl} ccip-report --scores {input.scores} --characters {input.characters}"
+        " --refs {input.refs} --images-root results/images --summary {input.summary}"
+        " --generated {input.generated} --examples {params.examples} --out {output} > {log} 2>&1"

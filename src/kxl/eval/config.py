@@ -1,0 +1,60 @@
+"""Typed config of the eval stage (`eval:` in config/*.yaml, validated by config/schema.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class CharactersConfig:
+    """deepghs character_index style: >= min_posts posts, min_refs..max_refs references each."""
+
+    min_posts: int = 500
+    min_refs: int = 10
+    max_refs: int = 50
+    top_n: int = 3600
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to compare: a name (a path-safe label) and its SGM single file."""
+
+    name: str
+    path: str
+    config_dir: str = "results/base/config"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    models: list[ModelSpec] = field(default_factory=list)
+    images_per_character: int = 4
+    width: int = 1024
+    height: int = 1024
+    steps: int = 28
+    cfg: float = 5.0
+    sampler: str = "EulerAncestralDiscreteScheduler"  # a diffusers scheduler class name
+    batch_size: int = 8
+    quality_tags: str = "masterpiece, best quality"
+    year_tag: str = "newest"
+    rating_tag: str = "safe"
+    negative_prompt: str = "low quality, worst quality, bad anatomy, text, watermark"
+    tag_word_sep: str = " "  # the captions' underscore rule (names longer than 3 characters)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class CcipConfig:
+    source: Literal["standin", "huggingface"] = "huggingface"
+    repo_id: str = "deepghs/ccip_onnx"
+    revision: str = "main"
+    model: str = "ccip-caformer-24-randaug-pruned"
+    batch_size: int = 32  # images per feature-extraction call
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    characters: CharactersConfig = field(default_factory=CharactersConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    ccip: CcipConfig = field(default_factory=CcipConfig)
+    report_examples: int = 3  # best and worst characters shown with image grids

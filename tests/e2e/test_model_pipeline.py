@@ -1,0 +1,62 @@
+"""Training -> LoKr -> merge -> audit on the default pipeline (issues 4 and 5 acceptance)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from safetensors import safe_open
+
+from .conftest import Workflow
+
+pytestmark = [pytest.mark.e2e]
+
+
+def test_loss_falls_over_the_run(default_run: Workflow) -> None:
+    m = pl.read_csv(default_run.root / "results/train/metrics.csv")
+    n = m.height
+    assert n >= 50, n
+    first = m["loss"].head(n // 5).mean()
+    last = m["loss"].tail(n // 5).mean()
+    assert last < 0.9 * first, (first, last)
+
+
+def test_metrics_carry_plan_hash_per_step(default_run: Workflow) -> None:
+    m = pl.read_csv(default_run.root / "results/train/metrics.csv")
+    assert m["step"].to_list() == sorted(set(m["step"].to_list()))
+    assert m["rows_hash"].str.len_chars().min() >= 8
+
+
+def test_lokr_has_kohya_keys_for_unet_and_both_text_encoders(default_run: Workflow) -> None:
+    with safe_open(default_run.root / "results/epsilon-lokr.safetensors", "pt") as f:
+        keys = list(f.keys())
+    prefixes = {k.split("_")[1] for k in keys if k.startswith("lora_")}
+    assert prefixes == {"unet", "te1", "te2"}
+    assert any(k.endswith(".lokr_w1") for k in keys)
+    assert any("input_blocks" in k for k in keys), "UNet names must be SGM (input_blocks...)"
+
+
+def test_merged_model_is_the_base_plus_the_lokr(default_run: Workflow) -> None:
+    report = json.loads(
+        (default_run.root / "results/audit/diff/lokr-vs-merged.json").read_text()
+    )
+    assert report["passed"] is True, report.get("summary")
+
+
+def test_merged_model_loads_with_diffusers_from_single_file(default_run: Workflow) -> None:
+    from diffusers import StableDiffusionXLPipeline
+
+    root = default_run.root / "results"
+    pipe = StableDiffusionXLPipeline.from_single_file(
+        str(root / "epsilon.safetensors"), config=str(root / "base/config"),
+        local_files_only=True,
+    )
+    assert pipe.unet.config.addition_embed_type == "text_time"
+    assert pipe.text_encoder_2.config.hidden_size != pipe.text_encoder.config.hidden_size
+
+
+def test_explain_step_prints_the_captions_the_encoder_saw(default_run: Workflow) -> None:
+    out = default_run.kxl("explain-step", "3").stdout
+    assert "step 3" in out and "caption:" in out
+    assert "|||" not in out
