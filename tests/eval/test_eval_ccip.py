@@ -7,6 +7,7 @@ imgutils pins numpy<2, so everything that imports it runs through `.venv-eval/bi
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -145,11 +146,23 @@ def test_report_is_self_contained(scored: dict[str, Path]) -> None:
     assert "right</b> beats <b>wrong" in page
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs /usr/bin/chromium (apt: chromium)")
-def test_report_renders_in_headless_chromium(scored: dict[str, Path], tmp_path: Path) -> None:
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed by ensure-chromium.sh where root and apt allow (as in CI)."""
+    script = Path(__file__).with_name("ensure-chromium.sh")
+    proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=900)
+    if proc.returncode == 3 and os.environ.get("CI", "").lower() not in {"true", "1"}:
+        pytest.skip(f"headless Chromium unavailable: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return CHROMIUM
+
+
+def test_report_renders_in_headless_chromium(
+    scored: dict[str, Path], tmp_path: Path, chromium: Path
+) -> None:
     page = scored["root"] / "report.html"
     res = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
          "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120)
