@@ -62,6 +62,7 @@ rule ccip_generate:
         mem_mb=16000,
         runtime=1440,
         gpu=1 if config["metadata"]["source"] != "synthetic" else 0,
+        cpus_per_gpu=4,
     conda:
         "../envs/eval.yaml"
     shell:

@@ -3,7 +3,41 @@
 # nccl on GPU. The rule is re-entrant: `--resume auto` continues from the newest valid checkpoint
 # in results/train/checkpoints, which is how the workflow resumes after preemption (the folder
 # is not a declared output, so Snakemake leaves it in place when the job fails).
+#
+# Pixels: results/buckets/cache/index.json says which storage the buckets stage used; with
+# `buckets.cache: none` (the full run) each rank decodes its step's images from
+# results/images/files/... (listed in images/dataset.parquet) with the recorded resize + crop.
+#
+# Resources (issue 7): ONE task per node (no `tasks`): SLURM (executor plugin >= 2.7.1) gives it
+# `gpu` GPUs and `cpus_per_gpu` CPUs each, and torchrun spawns the ranks itself:
+# `--nproc-per-node` = the allocation's GPUs per node when gpu > 0, else train.run.nproc CPU
+# processes. It reads resources.gpu, so a profile's set-resources override is what torchrun uses.
+#
+# train.run.launcher picks the torchrun form (one shell call either way):
+# - standalone: `torchrun --standalone --nproc-per-node N` (one node, local rendezvous).
+# - multinode: the job asks for `nodes` nodes; `srun` starts one torchrun per node (ntasks 1 per
+#   node), which meet through c10d rendezvous on the allocation's first host, port 29500:
+#   `srun bash -c 'torchrun --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID --nproc-per-node N
+#   --rdzv-backend c10d --rdzv-endpoint $MASTER_ADDR:29500 ...'`. bash -c makes each node's
+#   task expand its own $SLURM_NODEID; the kxl arguments pass through as "$@" unchanged. GPUs
+#   are assumed split evenly (gpu / nodes per node); the output folders must be on a shared
+#   filesystem (rank 0 writes them).
 TRAIN_RUN = config["train"]["run"]
+TRAIN_LAUNCH = {
+    "standalone": "torchrun --standalone --nproc-per-node {params.nproc} -m kxl train",
+    "multinode": (
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+        " srun --nodes $SLURM_NNODES --ntasks-per-node 1 bash -c"
+        " 'exec torchrun --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID"
+        " --nproc-per-node {params.nproc} --rdzv-backend c10d"
+        ' --rdzv-endpoint $MASTER_ADDR:29500 --rdzv-id $SLURM_JOB_ID -m kxl train "$@"\' kxl'
+    ),
+}[TRAIN_RUN["launcher"]]
+
+
+def train_nproc(wildcards, resources):
+    """torchrun processes per node: one per GPU of the allocation, else the CPU count."""
+    return resources.gpu // TRAIN_RUN["nodes"] if resources.gpu else TRAIN_RUN["nproc"]
 
 
 rule train:
@@ -11,6 +45,7 @@ rule train:
         plan="results/plan/plan.parquet",
         buckets="results/buckets/buckets.parquet",
         cache_index="results/buckets/cache/index.json",
+        dataset="results/images/dataset.parquet",
         captions="results/captions/captions.parquet",
         base="results/base/base.safetensors",
         config_dir="results/base/config",
@@ -26,17 +61,20 @@ rule train:
         train=section("train"),
         plan=section("plan"),
         seed=config["seed"],
-        nproc=TRAIN_RUN["nproc"],
+        nproc=train_nproc,
     threads: TRAIN_RUN["threads"]
     resources:
         gpu=TRAIN_RUN["gpu"],
+        cpus_per_gpu=TRAIN_RUN["cpus_per_gpu"],
+        nodes=TRAIN_RUN["nodes"],
         mem_mb=TRAIN_RUN["mem_mb"],
         runtime=TRAIN_RUN["runtime"],
     conda:
         "../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} torchrun --standalone --nproc-per-node {params.nproc} -m kxl train"
-        " --plan {input.plan} --buckets {input.buckets} --buckets-cache results/buckets/cache"
+        "OMP_NUM_THREADS={threads} " + TRAIN_LAUNCH + " --plan {input.plan}"
+        " --buckets {input.buckets} --cache-index {input.cache_index}"
+        " --dataset {input.dataset} --images-root results/images"
         " --captions {input.captions} --base {input.base} --config-dir {input.config_dir}"
         " --config-json {params.train:q} --plan-config-json {params.plan:q} --seed {params.seed}"
         " --out-dir results/train --lokr {output.lokr} --resume auto > {log} 2>&1"

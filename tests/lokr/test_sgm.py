@@ -1,4 +1,5 @@
-"""diffusers -> SGM UNet module names, checked against diffusers' own SGM converter."""
+"""The adapter's kohya names come from kxl.model.sgm (the project's one diffusers <-> SGM
+mapping); checked against diffusers' own SGM converter and known sd-scripts names."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import pytest
 import torch
 
 from kxl.errors import KxlError
-from kxl.lokr.keys import unet_sgm_names
-from kxl.lokr.sgm import unet_module_to_sgm
-
-UP_ATTN = frozenset({0, 1})
+from kxl.lokr.keys import lora_name_map, te_kohya_names, unet_sgm_names
+from kxl.model.sgm import te_module_to_kohya, unet_module_to_kohya, unet_module_to_sgm
 
 
 @pytest.mark.parametrize(
@@ -37,12 +36,12 @@ UP_ATTN = frozenset({0, 1})
     ],
 )
 def test_known_names(diffusers: str, sgm: str) -> None:
-    assert unet_module_to_sgm(diffusers, UP_ATTN) == sgm
+    assert unet_module_to_sgm(diffusers) == sgm
 
 
 def test_unknown_name_is_named() -> None:
     with pytest.raises(KxlError, match="nonsense"):
-        unet_module_to_sgm("nonsense.block", UP_ATTN)
+        unet_module_to_sgm("nonsense.block")
 
 
 def test_every_weight_roundtrips_through_diffusers_converter(tiny_models) -> None:
@@ -62,14 +61,20 @@ def test_every_weight_roundtrips_through_diffusers_converter(tiny_models) -> Non
         assert torch.equal(back[k].reshape(v.shape), v), k
 
 
-def test_agrees_with_kxl_model_names(tiny_models) -> None:
-    """kxl.model.sgm (the base-model stage's converter) gives every LoKr target the same name."""
-    sgm = pytest.importorskip("kxl.model.sgm")
-    from kxl.lokr.keys import te_kohya_names
-
-    for d, s in unet_sgm_names(tiny_models.unet).items():
-        assert sgm.unet_module_to_kohya(d) == "lora_unet_" + s.replace(".", "_"), d
-    for i, te in enumerate([tiny_models.text_encoder, tiny_models.text_encoder_2], start=1):
+def test_lora_names_are_the_model_mapping(tiny_models) -> None:
+    """Every kohya name the adapter uses is kxl.model.sgm's, and the dotted trees of
+    kohya_views spell the same names (so LyCORIS loads the file under those keys)."""
+    tes = [tiny_models.text_encoder, tiny_models.text_encoder_2]
+    names = lora_name_map(tiny_models.unet, tes)
+    unet = unet_sgm_names(tiny_models.unet)
+    assert len(unet) > 100
+    for d, s in unet.items():
+        assert names[f"lora_unet_{d}".replace(".", "_")] == unet_module_to_kohya(d), d
+        assert unet_module_to_kohya(d) == "lora_unet_" + s.replace(".", "_"), d
+    for i, te in enumerate(tes, start=1):
         for d, k in te_kohya_names(te).items():
-            if ".layers." in d:
-                assert sgm.te_module_to_kohya(d, i) == f"lora_te{i}_" + k.replace(".", "_"), d
+            assert te_module_to_kohya(d, i) == f"lora_te{i}_" + k.replace(".", "_"), d
+    # transformers 5's CLIPTextModel has no `text_model.` level: kohya's names add it back
+    assert names["lora_te1_encoder_layers_0_self_attn_q_proj"] == (
+        "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"
+    )

@@ -34,6 +34,10 @@ def base(tmp_path_factory):
 
 @pytest.mark.slow
 def test_kxl_train_cli(tiny_inputs, base, tmp_path, capsys) -> None:
+    """The full run's path: `buckets.cache: none`, images decoded from images/files/..."""
+    from kxl.train.testing import write_tiny_images
+
+    images = write_tiny_images(tmp_path / "images", tiny_inputs["buckets"])
     out, lokr = tmp_path / "train", tmp_path / "epsilon-lokr.safetensors"
     args = [
         "train",
@@ -41,8 +45,12 @@ def test_kxl_train_cli(tiny_inputs, base, tmp_path, capsys) -> None:
         str(tiny_inputs["plan"]),
         "--buckets",
         str(tiny_inputs["buckets"]),
-        "--buckets-cache",
-        str(tiny_inputs["cache"]),
+        "--cache-index",
+        str(images["index_none"]),
+        "--dataset",
+        str(images["dataset"]),
+        "--images-root",
+        str(images["images_root"]),
         "--captions",
         str(tiny_inputs["captions"]),
         "--base",
@@ -80,7 +88,7 @@ def test_bad_train_config_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
         "p",
         "--buckets",
         "b",
-        "--buckets-cache",
+        "--cache-index",
         "c",
         "--captions",
         "c",
@@ -102,3 +110,25 @@ def test_bad_train_config_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "train.warmup_counting" in err
+
+
+def test_storage_none_without_dataset_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"storage": "none", "resample": "box", "files": []}))
+    args = [
+        "train",
+        "--plan", str(tiny_inputs["plan"]),
+        "--buckets", str(tiny_inputs["buckets"]),
+        "--cache-index", str(index),
+        "--captions", str(tiny_inputs["captions"]),
+        "--base", "b",
+        "--config-dir", "d",
+        "--config-json", config_json(),
+        "--plan-config-json", json.dumps({"caption_shuffle": True, "caption_tag_dropout": 0.1}),
+        "--seed", "1",
+        "--out-dir", str(tmp_path),
+        "--lokr", str(tmp_path / "l.safetensors"),
+    ]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "storage none" in err and "--dataset" in err

@@ -5,8 +5,10 @@ text encoders transformers' `text_model.*` names; sd-webui / ComfyUI / LyCORIS e
 `lora_unet_<sgm name with _>.lokr_w1`, `.lokr_w2`, `.alpha`, `.w_norm` / `.b_norm` for trained
 norms, `lora_te1_text_model_encoder_layers_<i>_...`, `lora_te2_text_model_...`.
 transformers 5's CLIPTextModel drops the `text_model.` level, so it is added back here.
-`kohya_views` builds module trees with exactly those names over the same modules, so
-lycoris.kohya.create_network_from_weights can load the file into diffusers/transformers models.
+The names come from kxl.model.sgm (the one diffusers <-> SGM mapping of the project, also used
+for the base checkpoint's weight keys). `kohya_views` builds module trees with exactly those
+names over the same modules, so lycoris.kohya.create_network_from_weights can load the file
+into diffusers/transformers models.
 """
 
 from __future__ import annotations
@@ -14,31 +16,33 @@ from __future__ import annotations
 from typing import Any
 
 from kxl.errors import KxlError
-from kxl.lokr.sgm import unet_module_to_sgm
+from kxl.model.sgm import UNetTopology, te_module_to_kohya, unet_module_to_sgm
 
 TEXT_MODEL = "text_model."
 
 
 def unet_sgm_names(unet: Any) -> dict[str, str]:
     """diffusers module name -> SGM module name, for every UNet module that has one."""
-    names = [n for n, _ in unet.named_modules() if n]
-    up_attn = frozenset(
-        int(n.split(".")[1]) for n in names if n.startswith("up_blocks.") and ".attentions." in n
-    )
-    layers = int(unet.config.layers_per_block)
+    topology = UNetTopology.from_config(unet.config)
     out: dict[str, str] = {}
-    for n in names:
+    for n, _ in unet.named_modules():
+        if not n:
+            continue
         try:
-            out[n] = unet_module_to_sgm(n, up_attn, layers)
+            out[n] = unet_module_to_sgm(n, topology)
         except KxlError:  # containers without an SGM counterpart; LoKr targets are checked later
             continue
     return out
 
 
 def te_kohya_names(te: Any) -> dict[str, str]:
-    """transformers module name -> kohya name (always under `text_model.`)."""
+    """transformers module name -> dotted kohya module path (under `text_model.` except the
+    top-level `text_projection`), the tree `kohya_views` builds; with `.` -> `_` these are
+    kxl.model.sgm.te_module_to_kohya's names (tests/lokr/test_sgm.py checks they agree)."""
     return {
-        n: n if n.startswith(TEXT_MODEL) else TEXT_MODEL + n for n, _ in te.named_modules() if n
+        n: n if n == "text_projection" or n.startswith(TEXT_MODEL) else TEXT_MODEL + n
+        for n, _ in te.named_modules()
+        if n
     }
 
 
@@ -50,8 +54,9 @@ def lora_name_map(unet: Any, text_encoders: list[Any]) -> dict[str, str]:
     }
     for i, te in enumerate(text_encoders, start=1):
         out |= {
-            f"lora_te{i}_{d}".replace(".", "_"): f"lora_te{i}_{k}".replace(".", "_")
-            for d, k in te_kohya_names(te).items()
+            f"lora_te{i}_{d}".replace(".", "_"): te_module_to_kohya(d, i)
+            for d, _ in te.named_modules()
+            if d
         }
     return out
 

@@ -12,7 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="LoKr training over the plan (stages 8-9)")
     p.add_argument("--plan", required=True)
     p.add_argument("--buckets", required=True, help="buckets.parquet (size conditioning)")
-    p.add_argument("--buckets-cache", required=True, help="folder of {bucket:03d}.safetensors")
+    p.add_argument("--cache-index", required=True, help="buckets/cache/index.json (its storage "
+                   "picks the pixel source: the cache beside it, or decoding the images)")
+    p.add_argument("--dataset", help="images/dataset.parquet (needed for storage none)")
+    p.add_argument("--images-root", help="folder the dataset's `file` is under (storage none)")
     p.add_argument("--captions", required=True)
     p.add_argument("--base", required=True, help="SDXL single file (results/base/base.safetensors)")
     p.add_argument("--config-dir", required=True, help="diffusers configs + tokenizers of --base")
@@ -34,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     from kxl.model.load import load_sdxl
     from kxl.provenance import record
     from kxl.train.config import TrainConfig
-    from kxl.train.data import PixelCache, load_plan_data
+    from kxl.train.data import load_plan_data, open_pixel_source
     from kxl.train.dist import init_world, shutdown
     from kxl.train.trainer import CaptionAug, Trainer, run
 
@@ -53,12 +56,16 @@ def _run(args: argparse.Namespace) -> int:
     )
     world = init_world(want_cuda=True)
     log = lambda msg: print(f"[rank {world.rank}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    models = load_sdxl(args.base, args.config_dir, device=str(world.device), dtype=torch.float32)
     data = load_plan_data(args.plan, args.captions, args.buckets, world.rank, world.size)
+    pixels = open_pixel_source(  # decodes (storage none) only this rank's plan rows
+        args.cache_index, args.buckets, args.dataset, args.images_root,
+        data.rows["post_id"].to_numpy(),
+    )
+    models = load_sdxl(args.base, args.config_dir, device=str(world.device), dtype=torch.float32)
     trainer = Trainer(
         models,
         data,
-        PixelCache(args.buckets_cache),
+        pixels,
         cfg,
         args.seed,
         Path(args.out_dir),
@@ -75,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         record(
             "train",
             [args.lokr, metrics],
-            [args.plan, args.buckets, args.captions, args.base],
+            [args.plan, args.buckets, args.cache_index, args.captions, args.base,
+             *([args.dataset] if args.dataset else [])],
             to_dict(cfg),
         )
     shutdown(world)

@@ -17,7 +17,7 @@ class Adapter:
         full = lora_name_map(unet, text_encoders)
         unmapped = sorted(names - set(full))
         if unmapped:
-            raise KxlError(f"LoKr module {unmapped[0]} has no SGM/kohya name; extend kxl.lokr.sgm")
+            raise KxlError(f"LoKr module {unmapped[0]} has no SGM/kohya name; extend kxl.model.sgm")
         self.to_kohya = {n: full[n] for n in names}
         self.from_kohya = {v: k for k, v in self.to_kohya.items()}
 

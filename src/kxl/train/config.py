@@ -5,19 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kxl.errors import KxlError
 from kxl.lokr.network import LokrSpec
 
 
 @dataclass(frozen=True)
 class RunResources:
     """How the rule launches training (torchrun processes, Snakemake resources); not used by
-    the training math: the plan fixes the data layout whatever the process count."""
+    the training math: the plan fixes the data layout whatever the process count.
+
+    Processes per node: gpu / nodes when gpu > 0 (one per GPU), else nproc (CPU, gloo).
+    `standalone`: one node, `torchrun --standalone`; `multinode`: `srun` starts one torchrun
+    per node, which meet through c10d rendezvous on the first node (rules/train.smk)."""
 
     nproc: int = 1
     gpu: int = 0
+    cpus_per_gpu: int = 2
     mem_mb: int = 8000
     runtime: int = 60
     threads: int = 2
+    launcher: Literal["standalone", "multinode"] = "standalone"
+    nodes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.launcher == "standalone" and self.nodes != 1:
+            raise KxlError(f"config train.run: nodes {self.nodes} needs launcher: multinode")
+        if self.gpu % self.nodes:
+            raise KxlError(
+                f"config train.run: gpu {self.gpu} is not a multiple of nodes {self.nodes} "
+                "(each node runs gpu / nodes processes)"
+            )
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,21 @@
 The plan (docs/formats.md section 7) fixes, per optimizer step, which post every (rank, micro,
 slot) sees. A run with W processes takes the plan ranks r with r % W == its rank, so a plan
 made for W_plan x A and a run on W x (W_plan / W * A) train on the same micro-batches.
+
+Pixels come from a `PixelSource`, chosen by `open_pixel_source` from buckets/cache/index.json:
+`PixelCache` reads the `pixels` storage, `DecodedImages` (storage `none`, the full run) decodes
+images/files/... with the recorded resize + crop (kxl.buckets.cache.resize_and_crop, the same
+function that writes the cache), so both give identical arrays. Either is asked only for the
+micro-batches of this process at the current step.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -151,6 +158,12 @@ def _micro(step: int, rank: int, micro: int, g: pl.DataFrame) -> MicroBatch:
     )
 
 
+class PixelSource(Protocol):
+    """uint8 pixels [n, h, w, 3] (a torch tensor) of `post_ids` of one bucket, in that order."""
+
+    def get(self, bucket: int, post_ids: np.ndarray) -> Any: ...
+
+
 class PixelCache:
     """Reads rows of buckets/cache/{bucket:03d}.safetensors (ids int64 [n], pixels uint8)."""
 
@@ -199,4 +212,104 @@ def load_plan_data(
         rank,
         world,
         str(plan),
+    )
+
+
+# What resize_and_crop reads of a buckets.parquet row, plus what ties the row to the plan.
+_DECODE_COLUMNS = [
+    "id", "bucket", "file", "orig_w", "orig_h", "resized_w", "resized_h",
+    "crop_left", "crop_top", "bucket_w", "bucket_h",
+]
+
+
+class DecodedImages:
+    """Storage `none`: decode images/files/... and apply the recorded resize + crop."""
+
+    def __init__(
+        self,
+        buckets: pl.DataFrame,
+        dataset: pl.DataFrame,
+        images_root: str | Path,
+        resample: str,
+        post_ids: np.ndarray | None = None,
+    ) -> None:
+        rows = buckets.join(dataset.select("id", "file"), on="id", how="left")
+        if post_ids is not None:  # keep only this process's images (5M rows otherwise)
+            rows = rows.join(pl.DataFrame({"id": np.unique(post_ids)}), on="id", how="semi")
+        missing = rows.filter(pl.col("file").is_null())
+        if missing.height:
+            raise KxlError(
+                f"images/dataset.parquet: id {int(missing['id'][0])} is in buckets.parquet but "
+                "not in the dataset; re-run assign-buckets on this dataset"
+            )
+        self.rows = rows.select(_DECODE_COLUMNS).sort("id")
+        self.ids = self.rows["id"].to_numpy()
+        self.root = Path(images_root)
+        self.resample = resample
+
+    def get(self, bucket: int, post_ids: np.ndarray) -> Any:
+        import torch
+
+        from kxl.buckets.cache import resize_and_crop
+
+        ids = np.asarray(post_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
+        found = self.ids[pos] == ids if len(self.ids) else np.zeros(len(ids), bool)
+        if not found.all():
+            raise KxlError(
+                f"buckets.parquet: post_id {int(ids[~found][0])} has no row; rebuild the plan "
+                "from the current buckets"
+            )
+        part = self.rows[pos]
+        wrong = part.filter(pl.col("bucket") != bucket)
+        if wrong.height:
+            raise KxlError(
+                f"buckets.parquet: post_id {int(wrong['id'][0])} is in bucket "
+                f"{int(wrong['bucket'][0])}, the plan says {bucket}; rebuild the plan"
+            )
+        # one decode per image of the micro-batch (a handful), in plan order
+        px = [
+            resize_and_crop(self.root / r["file"], r, self.resample)
+            for r in part.iter_rows(named=True)
+        ]
+        return torch.from_numpy(np.stack(px))
+
+
+def open_pixel_source(
+    index: str | Path,
+    buckets: str | Path,
+    dataset: str | Path | None = None,
+    images_root: str | Path | None = None,
+    post_ids: np.ndarray | None = None,
+) -> PixelSource:
+    """The pixel source buckets/cache/index.json names: its folder's safetensors for storage
+    `pixels`, decoding `images_root`/<dataset file> for `none` (dataset and images_root needed)."""
+    from kxl.buckets.schema import BUCKETS_SCHEMA, DATASET_SCHEMA
+
+    path = Path(index)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise KxlError(
+            f"{path}: cannot read the bucket cache index ({e}); run cache-buckets"
+        ) from e
+    storage = meta.get("storage") if isinstance(meta, dict) else None
+    if storage == "pixels":
+        return PixelCache(path.parent)
+    if storage != "none":
+        raise KxlError(f"{path}: storage {storage!r} is not pixels or none; re-run cache-buckets")
+    if dataset is None or images_root is None:
+        raise KxlError(
+            f"{path}: storage none means training decodes the images; pass --dataset "
+            "(images/dataset.parquet) and --images-root (images/)"
+        )
+    resample = meta.get("resample")
+    if resample not in ("box", "lanczos"):
+        raise KxlError(f"{path}: resample {resample!r} is not box or lanczos; re-run cache-buckets")
+    return DecodedImages(
+        read_table(buckets, BUCKETS_SCHEMA),
+        read_table(dataset, DATASET_SCHEMA),
+        images_root,
+        resample,
+        post_ids,
     )

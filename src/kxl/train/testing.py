@@ -147,17 +147,19 @@ def write_tiny_inputs(
     seed: int = 0,
     sizes: dict[int, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
-    """A small plan / captions / buckets / pixel cache set in the documented formats.
+    """A small plan / captions / buckets / pixel cache (+ index.json) in the documented formats.
 
     Two buckets (64x64, 64x96 pixels); each micro-batch is drawn from one bucket; images are
     smooth random colour fields so the loss has something learnable.
     """
+    import json
     from pathlib import Path
 
     import numpy as np
     import polars as pl
     from safetensors.numpy import save_file
 
+    from kxl.hashing import sha256_file
     from kxl.tables import write_table
     from kxl.train.data import PLAN_SCHEMA
 
@@ -224,12 +226,66 @@ def write_tiny_inputs(
         ramp = np.linspace(0, 60, bw)[None, None, :, None]
         px = np.clip(base + ramp + rng.normal(0, 8, (len(ids), bh, bw, 3)), 0, 255).astype(np.uint8)
         save_file({"ids": ids, "pixels": px}, str(root / "cache" / f"{b:03d}.safetensors"))
+    entries = [
+        {"bucket": b, "file": f"{b:03d}.safetensors", "count": int((bucket_of == b).sum()),
+         "sha256": sha256_file(root / "cache" / f"{b:03d}.safetensors")}
+        for b in sizes
+    ]
+    index = {"storage": "pixels", "resample": "box", "files": entries}
+    (root / "cache" / "index.json").write_text(json.dumps(index))
     return {
         "plan": root / "plan.parquet",
         "captions": root / "captions.parquet",
         "buckets": root / "buckets.parquet",
         "cache": root / "cache",
+        "cache_index": root / "cache" / "index.json",
     }
+
+
+def write_tiny_images(root: Any, buckets: Any, seed: int = 0) -> dict[str, Any]:
+    """Images of `buckets` (a write_tiny_inputs buckets.parquet) at their original sizes, in the
+    images stage's layout, and bucket caches of both storages made by the buckets stage's own
+    writer: `cache_pixels/index.json` (+ safetensors beside it) and `cache_none/index.json`."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import polars as pl
+    from PIL import Image
+
+    from kxl.buckets.cache import write_pixel_cache
+    from kxl.buckets.schema import BUCKETS_SCHEMA, DATASET_SCHEMA
+    from kxl.hashing import sha256_file
+    from kxl.tables import read_table, write_table
+
+    root = Path(root)
+    bk = read_table(buckets, BUCKETS_SCHEMA)
+    rng = np.random.default_rng(seed)
+    files = []
+    for pid, w, h in bk.select("id", "orig_w", "orig_h").iter_rows():  # a few dozen images
+        rel = f"files/{pid % 1000:04d}/{pid}.png"
+        ramp = np.linspace(0, 60, w)[None, :, None]
+        px = rng.integers(0, 256, (1, 1, 3)) + ramp + rng.normal(0, 8, (h, w, 3))
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(root / rel)
+        files.append(rel)
+    ds = bk.select(
+        "id",
+        pl.Series("file", files),
+        pl.col("orig_w").alias("width"),
+        pl.col("orig_h").alias("height"),
+        pl.Series("sha256", [sha256_file(root / f) for f in files]),
+    )
+    write_table(ds, root / "dataset.parquet", DATASET_SCHEMA)
+    out = {"dataset": root / "dataset.parquet", "images_root": root}
+    for storage in ("pixels", "none"):
+        folder = root / f"cache_{storage}"
+        folder.mkdir(exist_ok=True)
+        entries = write_pixel_cache(root, ds, bk, folder, "box") if storage == "pixels" else []
+        index = {"storage": storage, "resample": "box", "files": entries}
+        (folder / "index.json").write_text(json.dumps(index))
+        out[f"index_{storage}"] = folder / "index.json"
+    return out
 
 
 def stub_augment(caption: str, sample_seed: int, shuffle: bool, dropout_rate: float) -> str:

@@ -19,7 +19,7 @@ from kxl.config import to_dict
 from kxl.train.checkpoint import CheckpointManager
 from kxl.train.components import Adapter, DataPosition, RngState
 from kxl.train.config import TrainConfig
-from kxl.train.data import MicroBatch, PixelCache, PlanData
+from kxl.train.data import MicroBatch, PixelSource, PlanData
 from kxl.train.dist import World, all_reduce_scalar, all_reduce_sum_, barrier
 from kxl.train.metrics import MetricsLog
 from kxl.train.schedule import LRSchedule
@@ -58,7 +58,7 @@ class Trainer:
         self,
         models: Any,
         data: PlanData,
-        pixels: PixelCache,
+        pixels: PixelSource,
         cfg: TrainConfig,
         seed: int,
         out_dir: Path,

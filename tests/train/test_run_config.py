@@ -1,0 +1,39 @@
+"""train.run (how the rule launches torchrun): both configs parse, bad launch shapes are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kxl.config import from_dict
+from kxl.errors import KxlError
+from kxl.train.config import RunResources, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "epsilon.yaml"])
+def test_config_train_sections_parse(name: str) -> None:
+    section = yaml.safe_load((ROOT / "config" / name).read_text())["train"]
+    cfg = from_dict(TrainConfig, section, "train")
+    assert cfg.run.launcher == "standalone" and cfg.run.nodes == 1
+
+
+@pytest.mark.parametrize(
+    ("run", "match"),
+    [
+        ({"nodes": 2}, "nodes 2 needs launcher: multinode"),
+        ({"launcher": "multinode", "nodes": 4, "gpu": 6}, "gpu 6 is not a multiple of nodes 4"),
+        ({"launcher": "srun"}, "not one of"),
+    ],
+)
+def test_bad_launch_shape_is_named(run: dict, match: str) -> None:
+    with pytest.raises(KxlError, match=match):
+        from_dict(RunResources, run, "train.run")
+
+
+def test_multinode_shape_accepted() -> None:
+    run = from_dict(RunResources, {"launcher": "multinode", "nodes": 2, "gpu": 8}, "train.run")
+    assert run.gpu // run.nodes == 4
