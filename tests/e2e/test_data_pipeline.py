@@ -7,10 +7,9 @@ import re
 
 import polars as pl
 import pytest
+from pipeline_run import Workflow, run_default
 
 from kxl.hashing import sha256_file
-
-from .conftest import Workflow, run_default
 
 pytestmark = [pytest.mark.e2e]
 

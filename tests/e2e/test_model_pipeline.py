@@ -6,9 +6,8 @@ import json
 
 import polars as pl
 import pytest
+from pipeline_run import Workflow
 from safetensors import safe_open
-
-from .conftest import Workflow
 
 pytestmark = [pytest.mark.e2e]
 
