@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Stage eval's own env: imgutils 0.19 pins numpy<2, the SLURM executor plugin needs numpy>=2.4.5
 EVAL_VENV ?= .venv-eval
-TARGET ?= results/plan/plan.parquet
+TARGET ?= results/epsilon.safetensors
 CORES  ?= all
 
 .PHONY: run test lint bench clean

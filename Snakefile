@@ -25,5 +25,7 @@ include: "rules/eval.smk"
 
 rule all:
     input:
-        "results/plan/plan.parquet",
+        "results/epsilon.safetensors",
+        "results/eval/ccip/report.html",
+        expand("results/audit/diff/{name}.html", name=config["audit"]["diffs"]),
     default_target: True
