@@ -10,6 +10,7 @@ merges do not cover fall back to smaller pieces, never to an unknown token).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,26 +42,62 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def learn_merges(texts: Iterable[str], n_merges: int) -> list[tuple[str, str]]:
-    """BPE merges learned with the `tokenizers` trainer under CLIP's normalisation and split."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+def clip_words(texts: Iterable[str]) -> Counter[tuple[str, ...]]:
+    """Word counts under CLIP's normalisation and split, each word as byte-level symbols with
+    `</w>` on its last symbol."""
+    from tokenizers import Regex, normalizers, pre_tokenizers
 
-    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    tok.normalizer = normalizers.Sequence(
+    norm = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
     )
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
+    split = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    alphabet = list(bytes_to_unicode().values())
-    trainer = trainers.BpeTrainer(
-        vocab_size=len(alphabet) * 2 + n_merges, min_frequency=1, show_progress=False,
-        initial_alphabet=alphabet, end_of_word_suffix="</w>", limit_alphabet=len(alphabet),
-    )
-    tok.train_from_iterator(list(texts), trainer)
-    merges = json.loads(tok.to_str())["model"]["merges"]
-    return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges][:n_merges]
+    words: Counter[tuple[str, ...]] = Counter()
+    for text in texts:
+        for word, _ in split.pre_tokenize_str(norm.normalize_str(text)):
+            words[(*word[:-1], word[-1] + "</w>")] += 1
+    return words
+
+
+def learn_merges(texts: Iterable[str], n_merges: int) -> list[tuple[str, str]]:
+    """BPE merges under CLIP's normalisation and split: the most frequent adjacent pair first,
+    ties to the lexicographically smallest pair.
+
+    Written out rather than taken from the `tokenizers` trainer, whose tie-breaking between
+    equally frequent pairs varies from run to run (a hash-map order), which would make the tiny
+    base's tokenizer files, and so the whole run, non-reproducible.
+    """
+    words = [[list(w), n] for w, n in sorted(clip_words(texts).items())]
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[int]] = {}
+    for i, (sym, n) in enumerate(words):
+        for pair in zip(sym, sym[1:], strict=False):
+            pairs[pair] += n
+            where.setdefault(pair, set()).add(i)
+    merges: list[tuple[str, str]] = []
+    while len(merges) < n_merges and pairs:
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        for i in sorted(where.pop(best, ())):
+            sym, n = words[i]
+            for pair in zip(sym, sym[1:], strict=False):
+                pairs[pair] -= n
+            merged, j = [], 0
+            while j < len(sym):
+                if j + 1 < len(sym) and (sym[j], sym[j + 1]) == best:
+                    merged.append(sym[j] + sym[j + 1])
+                    j += 2
+                else:
+                    merged.append(sym[j])
+                    j += 1
+            words[i][0] = merged
+            for pair in zip(merged, merged[1:], strict=False):
+                pairs[pair] += n
+                where.setdefault(pair, set()).add(i)
+        pairs = +pairs  # drop pairs whose count fell to zero
+    return merges
 
 
 def clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
