@@ -3,14 +3,6 @@
 # are built first); released names and hf:// specs are fetched by `kxl diff` through the HF cache.
 
 
-def audit_diff_inputs(wildcards):
-    """The local-file operands of one configured diff (released names are not files)."""
-    pair = config["audit"]["diffs"][wildcards.name]
-    released = config["audit"].get("released", {})
-    specs = [pair["a"], pair["b"], pair.get("base")]
-    return [s for s in specs if s and s not in released and not s.startswith("hf://")]
-
-
 rule audit_diff:
     input:
         audit_diff_inputs,

@@ -19,3 +19,30 @@ def section(name):
         value = value[key]
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
+
+# Stage train: the torchrun launch line and its process count (see rules/train.smk).
+TRAIN_RUN = config["train"]["run"]
+TRAIN_LAUNCH = {
+    "standalone": "torchrun --standalone --nproc-per-node {params.nproc} -m kxl train",
+    "multinode": (
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+        " srun --nodes $SLURM_NNODES --ntasks-per-node 1 bash -c"
+        " 'exec torchrun --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID"
+        " --nproc-per-node {params.nproc} --rdzv-backend c10d"
+        ' --rdzv-endpoint $MASTER_ADDR:29500 --rdzv-id $SLURM_JOB_ID -m kxl train "$@"\' kxl'
+    ),
+}[TRAIN_RUN["launcher"]]
+
+
+def train_nproc(wildcards, resources):
+    """torchrun processes per node: one per GPU of the allocation, else the CPU count."""
+    return resources.gpu // TRAIN_RUN["nodes"] if resources.gpu else TRAIN_RUN["nproc"]
+
+
+# Stage audit.
+def audit_diff_inputs(wildcards):
+    """The local-file operands of one configured diff (released names are not files)."""
+    pair = config["audit"]["diffs"][wildcards.name]
+    released = config["audit"].get("released", {})
+    specs = [pair["a"], pair["b"], pair.get("base")]
+    return [s for s in specs if s and s not in released and not s.startswith("hf://")]

@@ -13,7 +13,7 @@
 # `--nproc-per-node` = the allocation's GPUs per node when gpu > 0, else train.run.nproc CPU
 # processes. It reads resources.gpu, so a profile's set-resources override is what torchrun uses.
 #
-# train.run.launcher picks the torchrun form (one shell call either way):
+# train.run.launcher picks the torchrun form (TRAIN_LAUNCH in common.smk; one shell call):
 # - standalone: `torchrun --standalone --nproc-per-node N` (one node, local rendezvous).
 # - multinode: the job asks for `nodes` nodes; `srun` starts one torchrun per node (ntasks 1 per
 #   node), which meet through c10d rendezvous on the allocation's first host, port 29500:
@@ -22,24 +22,6 @@
 #   task expand its own $SLURM_NODEID; the kxl arguments pass through as "$@" unchanged. GPUs
 #   are assumed split evenly (gpu / nodes per node); the output folders must be on a shared
 #   filesystem (rank 0 writes them).
-TRAIN_RUN = config["train"]["run"]
-TRAIN_LAUNCH = {
-    "standalone": "torchrun --standalone --nproc-per-node {params.nproc} -m kxl train",
-    "multinode": (
-        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
-        " srun --nodes $SLURM_NNODES --ntasks-per-node 1 bash -c"
-        " 'exec torchrun --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID"
-        " --nproc-per-node {params.nproc} --rdzv-backend c10d"
-        ' --rdzv-endpoint $MASTER_ADDR:29500 --rdzv-id $SLURM_JOB_ID -m kxl train "$@"\' kxl'
-    ),
-}[TRAIN_RUN["launcher"]]
-
-
-def train_nproc(wildcards, resources):
-    """torchrun processes per node: one per GPU of the allocation, else the CPU count."""
-    return resources.gpu // TRAIN_RUN["nodes"] if resources.gpu else TRAIN_RUN["nproc"]
-
-
 rule train:
     input:
         plan="results/plan/plan.parquet",
@@ -72,7 +54,7 @@ rule train:
     conda:
         "../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} " + TRAIN_LAUNCH + " --plan {input.plan}"
+        f"OMP_NUM_THREADS={{threads}} {TRAIN_LAUNCH} --plan {{input.plan}}"
         " --buckets {input.buckets} --cache-index {input.cache_index}"
         " --dataset {input.dataset} --images-root results/images"
         " --captions {input.captions} --base {input.base} --config-dir {input.config_dir}"
