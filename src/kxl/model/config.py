@@ -21,6 +21,9 @@ class SyntheticBase:
     te2_layers: int = 4
     te2_heads: int = 2
     vae_channels: tuple[int, int, int, int] = (32, 32, 64, 64)
+    # GroupNorm groups (SDXL: 32). At tiny widths 32 groups means one channel per group, which
+    # normalises every flat colour region to zero: the VAE then cannot carry colour at all.
+    norm_groups: int = 8
     vocab_size: int = 4096  # target BPE vocabulary (bytes + merges + 2 specials)
     image_size: int = 64  # UNet pretraining resolution (latents image_size/8)
     vae_crop: int = 32  # VAE pretraining crop (fully convolutional, so crops suffice)

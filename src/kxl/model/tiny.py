@@ -59,9 +59,9 @@ def check_dims(cfg: SyntheticBase) -> None:
     if len(cfg.unet_channels) != 3 or len(cfg.vae_channels) != 4:
         raise KxlError(f"{where}: unet_channels needs 3 and vae_channels 4 entries (SDXL topology)")
     for key in ("unet_channels", "vae_channels"):
-        bad = [c for c in getattr(cfg, key) if c % 32]
+        bad = [c for c in getattr(cfg, key) if c % cfg.norm_groups]
         if bad:
-            raise KxlError(f"{where}.{key}: {bad} not multiples of 32 (GroupNorm has 32 groups)")
+            raise KxlError(f"{where}.{key}: {bad} not multiples of norm_groups {cfg.norm_groups}")
     if cfg.unet_channels[1] % cfg.unet_head_dim or cfg.unet_channels[2] % cfg.unet_head_dim:
         raise KxlError(f"{where}.unet_head_dim {cfg.unet_head_dim} must divide unet_channels[1:]")
     if cfg.te1_width == cfg.te2_width:
@@ -85,7 +85,7 @@ def unet_config(cfg: SyntheticBase) -> dict[str, Any]:
         # diffusers' SDXL config calls the head COUNT attention_head_dim ([5, 10, 20]).
         "attention_head_dim": [max(1, ch // cfg.unet_head_dim) for ch in c],
         "cross_attention_dim": cfg.te1_width + cfg.te2_width,
-        "use_linear_projection": True, "norm_num_groups": 32,
+        "use_linear_projection": True, "norm_num_groups": cfg.norm_groups,
         "addition_embed_type": "text_time", "addition_time_embed_dim": TIME_EMBED_DIM,
         "projection_class_embeddings_input_dim": cfg.te2_width + N_SIZE_CONDS * TIME_EMBED_DIM,
     }
@@ -97,7 +97,8 @@ def vae_config(cfg: SyntheticBase) -> dict[str, Any]:
         "down_block_types": ["DownEncoderBlock2D"] * 4,
         "up_block_types": ["UpDecoderBlock2D"] * 4,
         "block_out_channels": list(cfg.vae_channels), "layers_per_block": 2,
-        "norm_num_groups": 32, "sample_size": cfg.image_size, "scaling_factor": SDXL_VAE_SCALE,
+        "norm_num_groups": cfg.norm_groups, "sample_size": cfg.image_size,
+        "scaling_factor": SDXL_VAE_SCALE,
         "force_upcast": True,
     }
 
