@@ -80,6 +80,9 @@ def test_plan_uses_every_dataset_image_once_per_epoch(default_run: Workflow) -> 
 
 @pytest.mark.slow
 def test_two_runs_are_byte_identical(default_run: Workflow, tmp_path_factory) -> None:
-    other = run_default(tmp_path_factory.mktemp("run-b"), ["results/plan/plan.parquet"])
+    other = run_default(
+        tmp_path_factory.mktemp("run-b"),
+        ["results/plan/plan.parquet", "results/captions/captions.parquet"],
+    )
     for rel in DATA_ARTIFACTS:
         assert sha256_file(default_run.root / rel) == sha256_file(other.root / rel), rel
