@@ -29,7 +29,7 @@ class Slurm:
     partition: str
 
     def job(self, job_id: str) -> dict[str, str]:
-        """`scontrol show job` as a dict (finished jobs stay visible for MinJobAge=300 s)."""
+        """`scontrol show job` as a dict (finished jobs stay visible for MinJobAge=7200 s)."""
         out = run(["scontrol", "show", "job", "--oneliner", job_id]).stdout
         return dict(re.findall(r"(\S+?)=(\S*)", out))
 
