@@ -309,6 +309,9 @@ def write_lokr(trainer: Trainer, path: Path) -> None:
         "kxl_seed": str(trainer.seed),
         "kxl_steps": str(trainer.position.next_step),
     }
-    sd = {k: v.contiguous() for k, v in trainer.adapter.state_dict().items()}
+    # `+ 0.0` turns -0.0 into +0.0: runs that agree on every value can still differ in the sign
+    # of a zero (seen between a local and a SLURM run), which would change the file's bytes.
+    sd = {k: (v + 0.0 if v.is_floating_point() else v).contiguous()
+          for k, v in trainer.adapter.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(sd, tmp, meta)
