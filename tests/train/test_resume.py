@@ -24,7 +24,7 @@ RUNNER = Path(__file__).with_name("run_tiny.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _trainer(inputs, out: Path, **over):
+def _trainer(inputs, out: Path, run_inputs: dict | None = None, **over):
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment
@@ -43,6 +43,7 @@ def _trainer(inputs, out: Path, **over):
         world,
         stub_augment,
         CaptionAug(True, 0.15),
+        run_inputs,
     )
 
 
@@ -160,15 +161,32 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(reference, tiny_inputs
     _assert_same_run(reference, out)
 
 
-def test_resume_refuses_checkpoint_of_other_config(tiny_inputs, tmp_path) -> None:
+def test_checkpoint_of_another_run_is_refused_or_set_aside(tiny_inputs, tmp_path) -> None:
     from kxl.errors import KxlError
     from kxl.train.trainer import run
 
-    first = _trainer(tiny_inputs, tmp_path / "a", checkpoint_every=1, max_steps=1)
-    run(first, "none", tmp_path / "a.safetensors", log=lambda s: None)
-    other = _trainer(tiny_inputs, tmp_path / "a", noise_offset=0.05)
+    quiet = lambda s: None  # noqa: E731
+    base1, base2 = {"base": "1" * 64}, {"base": "2" * 64}
+    first = _trainer(tiny_inputs, tmp_path / "a", base1, checkpoint_every=1, max_steps=1)
+    run(first, "none", tmp_path / "a.safetensors", log=quiet)
+    ck = str(tmp_path / "a/checkpoints/step-00000001")
+    # an explicit checkpoint of another config or other inputs is refused, naming why
+    other = _trainer(tiny_inputs, tmp_path / "a", base1, noise_offset=0.05)
     with pytest.raises(KxlError, match=r"train.noise_offset=0.0357.*0.05"):
-        run(other, "auto", tmp_path / "b.safetensors", log=lambda s: None)
+        run(other, ck, tmp_path / "b.safetensors", log=quiet)
+    with pytest.raises(KxlError, match=r"another base \(sha256 111111111111\.\.\., now 2222"):
+        run(_trainer(tiny_inputs, tmp_path / "a", base2), ck, tmp_path / "b.safetensors", log=quiet)
     # bookkeeping keys may change: max_steps / checkpoint cadence
-    again = _trainer(tiny_inputs, tmp_path / "a", checkpoint_every=2, max_steps=2)
-    assert run(again, "auto", tmp_path / "c.safetensors", log=lambda s: None).steps_run == 1
+    again = _trainer(tiny_inputs, tmp_path / "a", base1, checkpoint_every=2, max_steps=2)
+    assert run(again, "auto", tmp_path / "c.safetensors", log=quiet).steps_run == 1
+    # auto (what the workflow runs): another base is a new run; old checkpoints moved, not lost
+    msgs: list[str] = []
+    fresh = _trainer(tiny_inputs, tmp_path / "a", base2, checkpoint_every=1, max_steps=2)
+    assert run(fresh, "auto", tmp_path / "d.safetensors", log=msgs.append).steps_run == 2
+    assert "another base" in msgs[0] and "superseded" in msgs[0]
+    moved = sorted((tmp_path / "a/superseded").glob("checkpoints-*/step-*"))
+    assert [p.name for p in moved] == ["step-00000001", "step-00000002"]
+    assert [c.step for c in fresh.ckpt.list()] == [1, 2]
+    # started at step 0: its step-1 adapter is the first run's
+    _same_tensors(tmp_path / "a.safetensors",
+                  tmp_path / "a/checkpoints/step-00000001/lokr.safetensors")

@@ -148,6 +148,24 @@ class CheckpointManager:
                 warn(f"skipping checkpoint: {exc}")
         return None
 
+    def meta(self, path: Path) -> dict[str, Any]:
+        """The run meta of a verified checkpoint (seed, config, inputs, plan position)."""
+        self.verify(path)
+        return json.loads((path / FILES[2]).read_text())["meta"]
+
+    def supersede(self, under: Path) -> Path:
+        """Move the whole checkpoint folder to a new timestamped folder under `under`."""
+        import time
+
+        under.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        dest = under / f"checkpoints-{stamp}"
+        n = 1
+        while dest.exists():
+            dest, n = under / f"checkpoints-{stamp}-{n}", n + 1
+        os.replace(self.root, dest)
+        return dest
+
     def load(self, path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """(lokr tensors, component state, meta) of a verified checkpoint."""
         from safetensors.torch import load_file

@@ -28,6 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def run_inputs(args: argparse.Namespace) -> dict[str, str]:
+    """sha256 of each input file that shapes the run; checkpoints record them, and a checkpoint
+    of other inputs is not resumed (the plan is checked by its rows instead: another W with
+    the same W*A is the same run)."""
+    from kxl.hashing import sha256_file
+
+    files = {"base": args.base, "captions": args.captions, "buckets": args.buckets,
+             "pixels": args.cache_index, "dataset": args.dataset}
+    return {name: sha256_file(path) for name, path in files.items() if path}
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
 
@@ -61,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         args.cache_index, args.buckets, args.dataset, args.images_root,
         data.rows["post_id"].to_numpy(),
     )
+    inputs = run_inputs(args)
     models = load_sdxl(args.base, args.config_dir, device=str(world.device), dtype=torch.float32)
     trainer = Trainer(
         models,
@@ -72,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         world,
         augment,
         caption,
+        inputs,
     )
     result = run(trainer, args.resume, Path(args.lokr), log=log)
     log(

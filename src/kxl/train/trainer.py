@@ -65,6 +65,7 @@ class Trainer:
         world: World,
         augment: Augment,
         caption: CaptionAug,
+        inputs: dict[str, str] | None = None,
     ) -> None:
         import torch
 
@@ -75,6 +76,9 @@ class Trainer:
 
         self.m, self.data, self.pixels, self.cfg, self.seed = models, data, pixels, cfg, seed
         self.world, self.augment, self.caption, self.out_dir = world, augment, caption, out_dir
+        # sha256 of every input file that shapes the run (base, captions, pixels...): a
+        # checkpoint continues only the run whose inputs hash the same
+        self.inputs = dict(inputs or {})
         set_deterministic(seed)
         for mod in (models.unet, models.text_encoder, models.text_encoder_2, models.vae):
             mod.requires_grad_(False)
@@ -120,33 +124,30 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.position.load_state_dict(state["data"])
         self.rng.load_state_dict(state["rng"])
-        self._check_config(meta, path)
-        self._check_plan(meta, path)
 
-    def _check_config(self, meta: dict[str, Any], path: Path) -> None:
-        """A checkpoint continues only the run that made it (same seed and training math)."""
-        from kxl.errors import KxlError
+    def mismatch(self, meta: dict[str, Any]) -> str | None:
+        """Why a checkpoint with `meta` cannot continue this run (None: it can).
 
+        Same seed, training math (RESUME_FREE_KEYS may change), input files and plan rows at
+        the next step; the plan file itself may differ (another W with the same W*A)."""
         old = {"seed": meta.get("seed"), **meta.get("config", {})}
         new = {"seed": self.seed, **to_dict(self.cfg)}
         for key in sorted(set(old) | set(new)):
             if key in RESUME_FREE_KEYS or old.get(key) == _jsonable(new.get(key)):
                 continue
-            raise KxlError(
-                f"{path}: checkpoint made with train.{key}={old.get(key)!r}, config now has "
-                f"{new.get(key)!r}; restore the config or move the checkpoints away "
-                "(results/train/checkpoints) to start over"
-            )
-
-    def _check_plan(self, meta: dict[str, Any], path: Path) -> None:
-        from kxl.errors import KxlError
-
-        nxt = self.position.next_step
+            return f"made with train.{key}={old.get(key)!r}, config now has {new.get(key)!r}"
+        old_inputs = meta.get("inputs") or {}
+        for name in sorted(set(old_inputs) | set(self.inputs)):
+            if old_inputs.get(name) != self.inputs.get(name):
+                was = (old_inputs.get(name) or "none")[:12]
+                now = (self.inputs.get(name) or "none")[:12]
+                return f"made from another {name} (sha256 {was}..., now {now}...)"
+        nxt = int(meta.get("next_step", -1))
+        if nxt < 0:
+            return "its meta lacks next_step"
         if nxt < self.data.num_steps and meta.get("next_rows_hash") != self._rows_hash(nxt):
-            raise KxlError(
-                f"{path}: checkpoint was made with a different plan (step {nxt} rows "
-                "differ); resume with the plan it was trained on or --resume none"
-            )
+            return f"made with a different plan (step {nxt} rows differ)"
+        return None
 
     def _rows_hash(self, index: int) -> str:
         return self.data.rows_hash(int(self.data.steps[index]))
@@ -159,23 +160,44 @@ class Trainer:
             "next_step": nxt,
             "plan_world_size": self.data.layout.world_size,
             "next_rows_hash": self._rows_hash(nxt) if nxt < self.data.num_steps else None,
+            "inputs": self.inputs,
         }
         if self.world.main:
             self.ckpt.save(nxt, self.adapter.state_dict(), self.state_dict(), meta)
         barrier(self.world)
 
     def resume(self, how: str, log: Callable[[str], None]) -> None:
-        """`auto`: newest valid checkpoint in out-dir (corrupt ones named, skipped); `none`;
-        or a checkpoint directory."""
+        """`none`; a checkpoint directory (it must belong to this run, else KxlError); or
+        `auto`: the newest valid checkpoint in out-dir (corrupt ones named and skipped).
+
+        Under `auto` a checkpoint of another run (Snakemake reruns training after an input or
+        the config changed) is not resumed: the checkpoints folder is moved, not deleted, to
+        out-dir/superseded/ and training starts at step 0. A preempted job restarts with the
+        same inputs, so it resumes."""
+        from kxl.errors import KxlError
+
         if how == "none":
             return
         if how == "auto":
             ck = self.ckpt.latest_valid(warn=log)
             if ck is None:
                 return
+            problem = self.mismatch(self.ckpt.meta(ck.path))
+            if problem:
+                barrier(self.world)  # every rank has decided before rank 0 moves the folder
+                if self.world.main:
+                    dest = self.ckpt.supersede(self.out_dir / "superseded")
+                    log(f"{ck.path}: {problem}; not this run's checkpoint, moved the "
+                        f"checkpoints to {dest}, starting at step 0")
+                barrier(self.world)
+                return
             path = ck.path
         else:
             path = Path(how)
+            problem = self.mismatch(self.ckpt.meta(path))
+            if problem:
+                raise KxlError(f"{path}: checkpoint {problem}; resume the run it belongs to, "
+                               "or use --resume auto / none to start over")
         self.load(path)
         log(f"resumed from {path} at plan step index {self.position.next_step}")
 
