@@ -13,11 +13,15 @@ def section(name):
     """A config section ("images" or "images.synthetic") as compact JSON for `params:`.
 
     Passing sections through params makes a changed value rerun exactly the rules that use it.
+    Returned as a function of the wildcards: Snakemake expands `{name}` in params *strings*
+    as wildcards, and config values hold such braces (shard file patterns like
+    "data-{shard}.tar"); a function's result is passed on untouched.
     """
     value = config
     for key in name.split("."):
         value = value[key]
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return lambda wildcards: text
 
 
 # Stage train: the torchrun launch line and its process count (see rules/train.smk).

@@ -1,6 +1,7 @@
 # Rules of stage 'images' (see src/kxl/images): danbooru2023-style tar shards -> validated image
 # files, dataset.parquet and dropped.parquet (docs/formats.md 5). The shards are synthetic in the
-# default run and the pinned HF dataset (through the HF cache) in the full run.
+# default run and the pinned HF dataset (through the HF cache) in the full run, one folder per
+# shard family of images.huggingface.families (the main data-0XXX/1XXX tars and the update ones).
 # The two source rules get just their subsection, so a change reruns exactly the rule using it.
 
 

@@ -20,8 +20,10 @@ from kxl.tables import read_table, write_table
 KXL = str(Path(sys.executable).parent / "kxl")
 SYNTH = {"seed": 0, "max_side": 64, "n_missing": 1, "n_truncated": 1, "n_zero_byte": 1,
          "n_oversized": 1}
+ORIGINAL = {"name": "original", "pattern": "images/data-{shard:04d}.tar", "modulus": 1000}
+RECENT = {"name": "recent", "pattern": "images/data-1{shard:03d}.tar", "modulus": 1000}
 HF = {"repo_id": "KBlueLeaf/danbooru2023-webp-4Mpixel", "revision": "main",
-      "filenames": ["images/data-{shard:04d}.tar", "images/data-1{shard:03d}.tar"]}
+      "families": [ORIGINAL, RECENT]}
 IMAGES = {"max_pixels": 1 << 20, "max_file_bytes": 1 << 24, "on_bad_shard": "error",
           "synthetic": SYNTH, "huggingface": HF}
 
@@ -98,10 +100,12 @@ def test_fetch_links_only_the_needed_shards_offline(tmp_path: Path) -> None:
     proc = fetch(tmp_path, cache, tmp_path / "kept.parquet", HF)
     assert proc.returncode == 0, proc.stderr
     shards = tmp_path / "images/shards"
-    assert sorted(p.name for p in shards.iterdir()) == [
-        "data-0007.tar", "data-0008.tar", "data-1007.tar", "data-1008.tar"]
+    links = sorted(p.relative_to(shards).as_posix() for p in shards.rglob("*.tar"))
+    assert links == ["original/data-0007.tar", "original/data-0008.tar",
+                     "recent/data-1007.tar", "recent/data-1008.tar"]
     assert all(p.is_symlink() and p.read_bytes() == files[f"images/{p.name}"]
-               for p in shards.iterdir())
+               for p in shards.rglob("*.tar"))
+    assert json.loads((shards / "families.json").read_text())["families"] == [ORIGINAL, RECENT]
     # then extraction reads them like synthetic shards
     assert main(["extract-images", "--kept", str(tmp_path / "kept.parquet"), "--shards-dir",
                  str(shards), "--config-json", json.dumps(IMAGES), "--out-dir",
@@ -119,7 +123,7 @@ def test_fetch_pinned_commit_and_missing_file(tmp_path: Path) -> None:
     cache = hf_cache(tmp_path / "hub", {"images/data-0007.tar": shard_bytes(tmp_path, "s", 1007)},
                      commit)
     ok = fetch(tmp_path, cache, tmp_path / "kept.parquet",
-               {**HF, "revision": commit, "filenames": ["images/data-{shard:04d}.tar"]})
+               {**HF, "revision": commit, "families": [ORIGINAL]})
     assert ok.returncode == 0, ok.stderr
     proc = fetch(tmp_path, cache, tmp_path / "kept.parquet", HF)  # data-1007.tar not cached
     assert proc.returncode == 2

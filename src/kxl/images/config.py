@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Literal
 
 
@@ -19,14 +20,33 @@ class SyntheticImages:
 
 
 @dataclass(frozen=True)
+class ShardFamily:
+    """One kind of shard file of the HF dataset: an id's file is `pattern` formatted with
+    shard = id % modulus (checked by `kxl.images.families.check_families`)."""
+
+    name: str  # the family's folder in the shards folder: [a-z0-9][a-z0-9_-]*
+    pattern: str  # repo path template whose only field is `{shard...}`, ending in .tar
+    modulus: int
+
+    def remote(self, shard: int) -> str:
+        """Repository path of the file serving ids with id % modulus == shard."""
+        return self.pattern.format(shard=shard)
+
+    def local(self, shard: int) -> str:
+        """Its path in the shards folder: `{name}/{base name of the repo path}`."""
+        return f"{self.name}/{PurePosixPath(self.remote(shard)).name}"
+
+
+@dataclass(frozen=True)
 class HuggingfaceImages:
     """`images.huggingface`: the pinned HF dataset the full run reads its shards from."""
 
     repo_id: str
     revision: str
-    # Remote file name templates, formatted with shard = id % 1000; each is linked into the
-    # shards folder under its base name, which must look like `data-NNNN.tar`.
-    filenames: list[str] = field(default_factory=lambda: ["images/data-{shard:04d}.tar"])
+    # In precedence order: an id found in several families' files is taken from the last one.
+    families: list[ShardFamily] = field(
+        default_factory=lambda: [ShardFamily("original", "images/data-{shard:04d}.tar", 1000)]
+    )
 
 
 @dataclass(frozen=True)

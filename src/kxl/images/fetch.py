@@ -1,46 +1,52 @@
 """`kxl fetch-images`: the full run's shards from the pinned HF dataset, via the HF cache.
 
-The public dataset KBlueLeaf/danbooru2023-webp-4Mpixel keeps its tars under `images/`:
-`data-0XXX.tar` (the original danbooru2023 posts) and `data-1XXX.tar` (the recent ones), with
-XXX = id % 1000 in both (the layout deepghs' cheesechaser reads), members `{id}.webp` at top
-level. Only the shards the manifest needs are downloaded (`hf_hub_download`, pinned revision),
-then linked into the shards folder under their base names. With HF_HUB_OFFLINE=1 everything is
-served from HF_HUB_CACHE, so a warm cache needs no network.
+The public dataset KBlueLeaf/danbooru2023-webp-4Mpixel keeps members `{id}.webp` at the top
+level of tar files of several kinds, described in the config as shard families (see
+kxl.images.families): `images/data-0XXX.tar` (the original danbooru2023 posts) and
+`images/data-1XXX.tar` (recent ones), both with XXX = id % 1000 (the layout deepghs'
+cheesechaser reads), and the update shards `updates/20240319/data-D.tar` with D = id % 10.
+Only the files that the manifest's ids need are downloaded (`hf_hub_download`, pinned
+revision): per family, one per distinct id % modulus. Each is symlinked to
+`shards/{family}/{base name}`, and `shards/families.json` records the families for
+extract-images. With HF_HUB_OFFLINE=1 everything is served from HF_HUB_CACHE, so a warm cache
+needs no network.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from kxl.errors import KxlError
 from kxl.images.config import HuggingfaceImages
-from kxl.images.extract import SHARD_FILE
+from kxl.images.families import check_families, write_index
+
+WHERE = "config images.huggingface.families"
 
 
-def remote_files(ids: np.ndarray, cfg: HuggingfaceImages) -> list[str]:
-    """Repository paths of every shard file the ids need, in shard then template order."""
-    shards = np.unique(ids.astype(np.int64) % 1000)
-    files = [t.format(shard=int(s)) for s in shards for t in cfg.filenames]
-    for f in files:
-        if not SHARD_FILE.match(PurePosixPath(f).name):
-            raise KxlError(
-                f"images.huggingface.filenames: {f!r} does not end in data-NNNN.tar; "
-                "extract-images finds shards by that name"
-            )
-    return files
+def remote_files(ids: np.ndarray, cfg: HuggingfaceImages) -> list[tuple[str, str]]:
+    """(repo path, path in the shards folder) of every file the ids need, in family then
+    shard order."""
+    check_families(cfg.families, WHERE)
+    ids = ids.astype(np.int64)
+    return [
+        (fam.remote(int(s)), fam.local(int(s)))
+        for fam in cfg.families
+        for s in np.unique(ids % fam.modulus)
+    ]
 
 
 def fetch_shards(ids: np.ndarray, cfg: HuggingfaceImages, out_dir: Path) -> list[Path]:
-    """Download (or find in the HF cache) each needed shard; symlink it into `out_dir`."""
+    """Download (or find in the HF cache) each needed file; symlink it into `out_dir`."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
     from tqdm import tqdm
 
+    files = remote_files(ids, cfg)
     links = []
-    for name in tqdm(remote_files(ids, cfg), desc="shards", unit="file", mininterval=5.0):
+    for name, rel in tqdm(files, desc="shards", unit="file", mininterval=5.0):
         try:
             local = hf_hub_download(
                 cfg.repo_id, name, repo_type="dataset", revision=cfg.revision
@@ -51,7 +57,9 @@ def fetch_shards(ids: np.ndarray, cfg: HuggingfaceImages, out_dir: Path) -> list
                 f"({type(exc).__name__}); accept the dataset's terms and log in "
                 "(`hf auth login`), or fill HF_HUB_CACHE with it for offline runs"
             ) from exc
-        link = out_dir / PurePosixPath(name).name
+        link = out_dir / rel
+        link.parent.mkdir(exist_ok=True)
         os.symlink(Path(local).absolute(), link)
         links.append(link)
+    write_index(out_dir, cfg)
     return links
