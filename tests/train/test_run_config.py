@@ -37,3 +37,15 @@ def test_bad_launch_shape_is_named(run: dict, match: str) -> None:
 def test_multinode_shape_accepted() -> None:
     run = from_dict(RunResources, {"launcher": "multinode", "nodes": 2, "gpu": 8}, "train.run")
     assert run.gpu // run.nodes == 4
+
+
+def test_vae_scale_defaults_to_the_vae_config_and_must_agree() -> None:
+    import pytest
+
+    from kxl.errors import KxlError
+    from kxl.train.trainer import resolve_vae_scale
+
+    assert resolve_vae_scale(None, 0.4321) == 0.4321
+    assert resolve_vae_scale(0.13025, 0.13025) == 0.13025
+    with pytest.raises(KxlError, match=r"train.vae_scale=0.13025 disagrees .* 0.4321"):
+        resolve_vae_scale(0.13025, 0.4321)

@@ -1,10 +1,17 @@
 """A short, seeded CPU pretraining that makes the tiny SDXL meaningful.
 
-The VAE learns to reconstruct procedurally generated pictures (colour gradients with a
-circle, square, ring or stripes) and the UNet then learns epsilon prediction on their latents,
-conditioned on generic captions ("red circle, blue background"). The synthetic danbooru
-images are deliberately NOT used, so the fine-tune later has something to learn.
-All randomness comes from one explicit torch.Generator per phase.
+- The VAE learns to reconstruct pictures in the synthetic images' style: `kxl.images.render`
+  drawings of *random* identities (random shape, colours, stripes, background, frame), never the
+  dataset's characters. The fine-tune leaves the VAE frozen, like SDXL's, whose VAE already
+  reconstructs anime pictures well; a VAE pretrained on generic gradients alone came out
+  colourless on these pictures (saturated shapes turned grey), and nothing downstream could
+  then draw a character's colours.
+- The UNet then learns epsilon prediction on the latents of procedurally generated pictures
+  (colour gradients with a circle, square, ring or stripes), conditioned on generic captions
+  ("red circle, blue background"). The synthetic danbooru images and their tags are
+  deliberately NOT used, so the fine-tune later has something to learn: which tag names which
+  drawing.
+All randomness comes from one explicit generator per phase.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,17 +75,38 @@ def procedural_images(gen: torch.Generator, n: int, size: int) -> Batch:
     return Batch(img * 2 - 1, caps)
 
 
+def rendered_images(rng: np.random.Generator, n: int, size: int, crop: int) -> torch.Tensor:
+    """`n` random `crop`-pixel crops of `size`-pixel renders of random identities, in [-1, 1].
+
+    90% draw a shape (10% the no-character checkerboard), 80% have a series gradient; every
+    identity is a fresh random 64-bit hash, so none is a dataset character's."""
+    from kxl.images import render
+
+    words = rng.integers(0, np.iinfo(np.int64).max, size=(2, n), dtype=np.int64).astype(np.uint64)
+    ident = render.identities(words[0], rng.random(n) < 0.9)
+    series = render.series_colours(words[1], rng.random(n) < 0.8)
+    ratings = rng.integers(0, len(render.RATING_FRAME), n)
+    corners = rng.integers(0, size - crop + 1, size=(n, 2))
+    out = np.empty((n, 3, crop, crop), np.uint8)
+    for i in range(n):  # one batch of a few pictures per step, not a dataset
+        img = render.render(size, size, ident, i, series[i], int(ratings[i]), rng)
+        y, x = corners[i]
+        out[i] = img[:, y : y + crop, x : x + crop]
+    return torch.from_numpy(out).float() / 127.5 - 1.0
+
+
 def train_vae(
-    vae: torch.nn.Module, gen: torch.Generator, steps: int, batch: int, size: int, lr: float,
-    kl_weight: float = 1e-6,
+    vae: torch.nn.Module, rng: np.random.Generator, gen: torch.Generator, steps: int, batch: int,
+    size: int, crop: int, lr: float, kl_weight: float = 1e-6,
 ) -> list[float]:
-    """Reconstruction (MSE) + small KL, like the LDM autoencoder without its GAN; returns the
-    per-step reconstruction losses."""
+    """Reconstruction (MSE) + small KL, like the LDM autoencoder without its GAN, on rendered
+    pictures (`rng` draws them, `gen` the posterior samples); returns the per-step
+    reconstruction losses."""
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
     vae.train()
     losses = []
     for _ in range(steps):
-        x = procedural_images(gen, batch, size).images
+        x = rendered_images(rng, batch, size, crop)
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=gen)).sample
         mse = F.mse_loss(rec, x)
@@ -91,10 +120,22 @@ def train_vae(
 
 
 @torch.no_grad()
-def vae_recon_loss(vae: torch.nn.Module, seed: int, n: int, size: int) -> float:
-    """Deterministic held-out reconstruction MSE (posterior mean)."""
-    x = procedural_images(torch.Generator().manual_seed(seed), n, size).images
-    return float(F.mse_loss(vae.decode(vae.encode(x).latent_dist.mean).sample, x))
+def vae_recon_loss(vae: torch.nn.Module, seed: int, n: int, size: int) -> dict[str, float]:
+    """Deterministic held-out reconstruction MSE (posterior mean) on both picture kinds."""
+    held_out = {
+        "rendered": rendered_images(np.random.default_rng([seed, 99]), n, size, size),
+        "procedural": procedural_images(torch.Generator().manual_seed(seed), n, size).images,
+    }
+    return {k: float(F.mse_loss(vae.decode(vae.encode(x).latent_dist.mean).sample, x))
+            for k, x in held_out.items()}
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae: torch.nn.Module, seed: int, n: int, size: int) -> float:
+    """1 / std of the posterior means of `n` held-out renders, to 5 significant digits."""
+    x = rendered_images(np.random.default_rng([seed, 98]), n, size, size)
+    std = float(vae.encode(x).latent_dist.mean.std())
+    return float(f"{1.0 / std:.5g}")
 
 
 Encoder = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]

@@ -68,11 +68,17 @@ def synthesize_base(
     try:
         ids = tokenizer.build_tokenizers(tmp, caption_texts(tags), cfg.vocab_size)
         models = tiny.build_models(cfg, ids)
-        tiny.write_config_dir(tmp, models)
         recon_before = pretrain.vae_recon_loss(models.vae, cfg.seed, 16, cfg.image_size)
-        vae_losses = pretrain.train_vae(models.vae, phase_generator(cfg.seed, 1), cfg.vae_steps,
-                                        cfg.vae_batch, cfg.vae_crop, cfg.vae_lr)
+        vae_losses = pretrain.train_vae(
+            models.vae, np.random.default_rng([cfg.seed, 1]), phase_generator(cfg.seed, 1),
+            cfg.vae_steps, cfg.vae_batch, cfg.image_size, cfg.vae_crop, cfg.vae_lr)
         recon_after = pretrain.vae_recon_loss(models.vae, cfg.seed, 16, cfg.image_size)
+        # Like SD's 0.18215 and SDXL's 0.13025: the factor that gives the trained VAE's latents
+        # unit variance, so the noise schedule's SNRs mean what they mean for SDXL. Stored in
+        # vae/config.json, which diffusers (sampling) and kxl train (train.vae_scale: null) read.
+        scale = pretrain.latent_scaling_factor(models.vae, cfg.seed, 64, cfg.image_size)
+        models.vae.register_to_config(scaling_factor=scale)
+        tiny.write_config_dir(tmp, models)
         encode = pretrain.sdxl_text_encoder(
             CLIPTokenizer.from_pretrained(tmp / "tokenizer"),
             CLIPTokenizer.from_pretrained(tmp / "tokenizer_2"),
@@ -82,7 +88,7 @@ def synthesize_base(
                                           cfg.unet_batch, cfg.image_size, cfg.unet_lr)
         report = {
             "params": tiny.param_counts(models), "vocab_size": ids["vocab_size"],
-            "vae_recon_mse": [recon_before, recon_after],
+            "vae_recon_mse": [recon_before, recon_after], "vae_scaling_factor": scale,
             "vae_train_mse_first_last": [vae_losses[0], vae_losses[-1]] if vae_losses else [],
             "unet_loss_first_last": [unet_losses[0], unet_losses[-1]] if unet_losses else [],
             "unet_loss_last10": float(np.mean(unet_losses[-10:])) if unet_losses else None,

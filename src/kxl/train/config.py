@@ -57,7 +57,9 @@ class TrainConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     num_train_timesteps: int = 1000
-    vae_scale: float = 0.13025
+    # Latent scale; None = the base VAE's own `scaling_factor` (vae/config.json), which diffusers
+    # uses when sampling. A set value must agree with it (SDXL: 0.13025, sd-scripts' constant).
+    vae_scale: float | None = None
     max_token_length: int = 225
     # fp16 autocast + GradScaler on CUDA; CPU always runs fp32.
     mixed_precision: Literal["fp16", "no"] = "fp16"

@@ -38,6 +38,20 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def resolve_vae_scale(configured: float | None, vae_config_scale: float) -> float:
+    """train.vae_scale, or the VAE's own scaling_factor when unset; a mismatch is an error
+    (training and sampling would disagree about the latent scale)."""
+    from kxl.errors import KxlError
+
+    if configured is None:
+        return float(vae_config_scale)
+    if abs(configured - vae_config_scale) > 1e-6 * abs(vae_config_scale):
+        raise KxlError(f"config train.vae_scale={configured} disagrees with the base VAE's "
+                       f"scaling_factor {vae_config_scale} (vae/config.json, used when sampling); "
+                       "set train.vae_scale: null to use the VAE's")
+    return float(configured)
+
+
 @dataclass(frozen=True)
 class CaptionAug:
     """Plan-section caption settings: shuffle, then tag dropout after the keep separator."""
@@ -104,6 +118,7 @@ class Trainer:
         acp = alphas_cumprod(cfg.beta_start, cfg.beta_end, cfg.num_train_timesteps)
         self.acp, self.snr = acp.to(world.device), snr(acp).to(world.device)
         self.ckpt = CheckpointManager(out_dir / "checkpoints", cfg.keep_last, cfg.checkpoint_steps)
+        self.vae_scale = resolve_vae_scale(cfg.vae_scale, models.vae.config.scaling_factor)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -217,7 +232,7 @@ class Trainer:
         px = self.pixels.get(mb.bucket, mb.post_ids).to(dev)
         x = px.permute(0, 3, 1, 2).float() / 127.5 - 1.0
         with torch.no_grad():
-            latents = self.m.vae.encode(x).latent_dist.sample(generator=gen) * cfg.vae_scale
+            latents = self.m.vae.encode(x).latent_dist.sample(generator=gen) * self.vae_scale
         noise, t = draw_noise(tuple(latents.shape), cfg.noise_offset, cfg.num_train_timesteps, gen)
         noisy = add_noise(latents, noise, self.acp, t)
         caps = [
