@@ -43,18 +43,23 @@ def write_table(
     df: pl.DataFrame, path: str | os.PathLike[str], schema: Schema, name: str | None = None
 ) -> None:
     """Check `df` against `schema` and write it atomically as deterministic parquet."""
-    df = check_schema(df, schema, name or Path(path).name)
-    table = df.to_arrow()
     with atomic_path(path) as tmp:
-        pq.write_table(
-            table,
-            tmp,
-            row_group_size=_ROW_GROUP,
-            compression=_COMPRESSION,
-            compression_level=_LEVEL,
-            write_statistics=True,
-            use_dictionary=True,
-        )
+        write_table_at(df, tmp, schema, name or Path(path).name)
+
+
+def write_table_at(df: pl.DataFrame, tmp: str | os.PathLike[str], schema: Schema,
+                   name: str) -> None:
+    """`write_table`'s check and bytes, written straight to `tmp` (the caller renames it)."""
+    table = check_schema(df, schema, name).to_arrow()
+    pq.write_table(
+        table,
+        tmp,
+        row_group_size=_ROW_GROUP,
+        compression=_COMPRESSION,
+        compression_level=_LEVEL,
+        write_statistics=True,
+        use_dictionary=True,
+    )
 
 
 def read_table(path: str | os.PathLike[str], schema: Schema | None = None) -> pl.DataFrame:

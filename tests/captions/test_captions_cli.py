@@ -8,10 +8,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from kxl.captions.io import CAPTIONS_SCHEMA
+from kxl import tables
+from kxl.captions import kohaku
+from kxl.captions.io import CAPTIONS_SCHEMA, KEPT_COLUMNS, TAGS_COLUMNS, read_columns
+from kxl.captions.kohaku import CaptionsConfig, make_captions
 from kxl.cli import main
 from kxl.provenance import record_path
-from kxl.tables import read_table
+from kxl.tables import read_table, write_table
 
 L = pl.List(pl.Int64)
 KEPT_FULL = {  # manifest/kept.parquet as docs/formats.md section 3 defines it
@@ -68,6 +71,25 @@ def test_cli_writes_captions_and_provenance(tmp_path: Path) -> None:
     assert prov["stage"] == "captions" and prov["config"]["quality_max_id"] == 7100000
     first = out.read_bytes()
     assert _run(kept, tags, out) == 0 and out.read_bytes() == first  # deterministic bytes
+
+
+def test_cli_streamed_chunks_give_the_bytes_of_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI writes caption chunks as they come: same bytes as writing the whole table."""
+    kept, tags = _fixtures(tmp_path, [[2, 1], [1], [], [2], [1, 1, 2]])
+    cfg = CaptionsConfig()
+    whole = make_captions(read_columns(kept, KEPT_COLUMNS), read_columns(tags, TAGS_COLUMNS), cfg)
+    write_table(whole, tmp_path / "ref.parquet", CAPTIONS_SCHEMA)
+    monkeypatch.setattr(kohaku, "CHUNK", 2)
+    monkeypatch.setattr(tables, "_ROW_GROUP", 3)  # row groups cut across chunks
+    write_table(whole, tmp_path / "ref_small_groups.parquet", CAPTIONS_SCHEMA)
+    assert _run(kept, tags, tmp_path / "small.parquet") == 0
+    assert (tmp_path / "small.parquet").read_bytes() == (
+        tmp_path / "ref_small_groups.parquet").read_bytes()
+    monkeypatch.setattr(tables, "_ROW_GROUP", 1 << 20)
+    assert _run(kept, tags, tmp_path / "c.parquet") == 0
+    assert (tmp_path / "c.parquet").read_bytes() == (tmp_path / "ref.parquet").read_bytes()
 
 
 @pytest.mark.parametrize(

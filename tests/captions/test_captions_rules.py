@@ -191,12 +191,29 @@ def test_output_is_sorted_by_id_and_empty_input_gives_empty_table() -> None:
     assert empty.height == 0 and empty.schema == {"id": pl.Int64, "caption": pl.String}
 
 
-def test_chunking_gives_the_same_captions(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chunking_and_threads_give_the_same_captions(monkeypatch: pytest.MonkeyPatch,
+                                                     threads: int) -> None:
     tags = tags_table(("g", "solo"), ("g", "1girl"), ("m", "highres"))
     posts = [post(i, general=[1 + i % 2], meta=[3] * (i % 3), fav=i) for i in range(1, 50)]
     whole = caption(tags, *posts)
     monkeypatch.setattr(kohaku, "CHUNK", 7)
+    monkeypatch.setattr(kohaku, "THREADS", threads)
     assert caption(tags, *posts) == whole
+    # posts given out of id order: sorted first, chunks still come in id order
+    assert caption(tags, *posts[::-1]) == whole
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads_raise_the_first_bad_chunks_error(monkeypatch: pytest.MonkeyPatch,
+                                                  threads: int) -> None:
+    """Chunks finish in any order, but errors come in chunk order, as without threads."""
+    tags = tags_table(("g", "solo"))
+    posts = [post(i, general=[99 if i in (20, 40) else 1]) for i in range(1, 50)]
+    monkeypatch.setattr(kohaku, "CHUNK", 7)
+    monkeypatch.setattr(kohaku, "THREADS", threads)
+    with pytest.raises(KxlError, match=r"post 20 column tags_general holds tag id 99"):
+        caption(tags, *posts)
 
 
 def test_a_type_without_any_tags_still_refuses_unknown_ids() -> None:

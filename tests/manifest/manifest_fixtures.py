@@ -41,9 +41,14 @@ EXPECTED_REASON = {
     20: "deleted", 30: "banned", 40: "gold_only", 50: "gold_only", 60: "not_image",
     999: "not_in_db", 80: "deleted", 100: "not_image",
 }
-# (rowid, post_id, tag_id): post 10's and 90's rows interleave; tag ids out of order on
-# purpose (lists follow rowid order, not tag id). Post 20 (dropped) names an unknown tag.
+# (post_id, tag_id) in file (= rowid) order: post 10's and 90's rows interleave; tag ids out
+# of order on purpose (lists follow file order, not tag id). Post 20 (dropped) names an
+# unknown tag.
 POST_TAGS = [
+    (10, 6), (90, 3), (10, 2), (10, 1), (20, 12345), (90, 1), (10, 5), (10, 4), (10, 3),
+    (110, 1), (90, 7),
+]
+TAGS = [
     (1, 10, 6), (2, 90, 3), (3, 10, 2), (4, 10, 1), (5, 20, 12345), (6, 90, 1),
     (7, 10, 5), (8, 10, 4), (9, 10, 3), (10, 110, 1), (11, 90, 7),
 ]
@@ -75,7 +80,7 @@ def tags_frame() -> pl.DataFrame:
                         schema=TAGS_SCHEMA)
 
 
-def post_tags_frame(rows: list[tuple[int, int, int]] = POST_TAGS) -> pl.DataFrame:
+def post_tags_frame(rows: list[tuple[int, int]] = POST_TAGS) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=POST_TAGS_COLUMNS, orient="row")
 
 

@@ -12,16 +12,20 @@ from manifest_fixtures import (
     EXPECTED_REASON,
     POSTS,
     SELECTED_IDS,
+    TAGS,
     post_tags_frame,
     posts_frame,
     selected_frame,
     tags_frame,
+    write_tables,
 )
 
+from kxl import tables as tables_mod
 from kxl.errors import KxlError
 from kxl.manifest import build as build_mod
 from kxl.manifest.build import build_manifest, build_manifest_from_files
-from kxl.manifest.schemas import DROPPED_SCHEMA, KEPT_SCHEMA, REASONS
+from kxl.manifest.schemas import DROPPED_SCHEMA, KEPT_SCHEMA, POST_TAGS_COLUMNS, REASONS
+from kxl.tables import write_table
 
 EXTS = ["jpg", "jpeg", "png", "webp"]
 NAMES = {"selected": "selected", "posts": "posts", "tags": "tags", "post_tags": "post_tags"}
@@ -54,7 +58,7 @@ def test_duplicate_precedes_every_other_reason() -> None:
     assert m.dropped["reason"].to_list() == ["deleted", "duplicate", "not_in_db", "duplicate"]
 
 
-def test_kept_rows_and_tag_lists_in_rowid_order() -> None:
+def test_kept_rows_and_tag_lists_in_file_order() -> None:
     m = build()
     assert m.kept.schema == pl.Schema(KEPT_SCHEMA)
     assert m.kept["id"].to_list() == [10, 70, 90]
@@ -62,16 +66,49 @@ def test_kept_rows_and_tag_lists_in_rowid_order() -> None:
     row = m.kept.row(0, named=True)
     assert (row["md5"], row["file_ext"], row["width"], row["height"], row["fav_count"]) == (
         POSTS[10][0], "jpg", 110, 210, 20)
-    # post 10 rows: rowid 1 tag 6, 3 tag 2, 4 tag 1, 7 tag 5, 8 tag 4, 9 tag 3
+    # post 10's rows, in file order: tags 6, 2, 1, 5, 4, 3
     assert (row["tags_general"], row["tags_artist"], row["tags_character"],
             row["tags_copyright"], row["tags_meta"]) == ([6, 1], [2], [3], [4], [5])
     assert m.kept.row(1, named=True)["tags_general"] == []  # post 70 has no tags: empty lists
     assert m.kept.row(2, named=True)["tags_general"] == [1, 7]
 
 
-def test_rowid_order_is_restored_when_the_file_is_not_sorted() -> None:
-    shuffled = post_tags_frame().sample(fraction=1.0, shuffle=True, seed=3)
-    assert build(relations=shuffled).kept.equals(build().kept)
+TYPE_OF = dict(TAGS)
+
+
+def reference_lists(rows: list[tuple[int, int]], post: int) -> list[list[int]]:
+    """A post's tag lists by type, read row by row in file order (a plain restatement)."""
+    lists: list[list[int]] = [[] for _ in range(5)]
+    for p, t in rows:
+        if p == post:
+            lists[TYPE_OF[t]].append(t)
+    return lists
+
+
+LIST_COLUMNS = ["tags_general", "tags_artist", "tags_character", "tags_copyright", "tags_meta"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([10, 70, 90, 20]), st.sampled_from(sorted(TYPE_OF))),
+                max_size=80),
+       st.integers(1, 7))
+def test_file_order_is_kept_within_each_post_when_posts_interleave(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[int, int]], group: int
+) -> None:
+    """The contract: a post's tags come in file order, however the posts' rows interleave in
+    the file (and across row groups: the streaming scan reads several)."""
+    paths = write_tables(tmp_path_factory.mktemp("interleaved"))
+    old = tables_mod._ROW_GROUP
+    tables_mod._ROW_GROUP = group
+    try:
+        write_table(post_tags_frame(rows), paths["post_tags"], POST_TAGS_COLUMNS)
+    finally:
+        tables_mod._ROW_GROUP = old
+    for m in (build(relations=post_tags_frame(rows)),
+              build_manifest_from_files(*(str(paths[k]) for k in NAMES), EXTS)):
+        for kept in m.kept.iter_rows(named=True):
+            got = [kept[c] for c in LIST_COLUMNS]
+            assert got == reference_lists(rows, kept["id"]), kept["id"]
 
 
 def test_summary_counts_and_invariant() -> None:
@@ -114,8 +151,8 @@ def test_bad_posts_rows_are_one_line_errors(mutate, needle: str) -> None:
 
 def test_unknown_tag_of_a_kept_post_is_an_error_but_of_a_dropped_one_is_not() -> None:
     build()  # post 20 (deleted) names tag 12345: not read, no error
-    rows = [*post_tags_frame().rows(), (12, 70, 12345)]
-    with pytest.raises(KxlError, match="rowid 12 .post 70. names tag id 12345, which is not in"):
+    rows = [*post_tags_frame().rows(), (70, 12345)]
+    with pytest.raises(KxlError, match="row 11 .post 70. names tag id 12345, which is not in"):
         build(relations=pl.DataFrame(rows, schema=post_tags_frame().schema, orient="row"))
 
 

@@ -16,6 +16,7 @@ from kxl.provenance import record_path
 from kxl.tables import write_table
 
 CFG = '{"image_exts": ["jpg", "jpeg", "png", "webp"]}'
+OLD_POST_TAGS = {"rowid": pl.Int64, "post_id": pl.Int64, "tag_id": pl.Int64}
 OUTS = ("kept.parquet", "dropped.parquet", "summary.json")
 
 
@@ -56,13 +57,13 @@ def rewrite(path: Path, df: pl.DataFrame, schema: dict) -> None:
         (lambda t: rewrite(t["posts"], posts_frame().drop("file_url"),
                            {k: v for k, v in POSTS_SCHEMA.items() if k != "file_url"}),
          "posts.parquet: missing column 'file_url'"),
-        (lambda t: rewrite(t["post_tags"], post_tags_frame().cast({"tag_id": pl.Int32}),
-                           {**POST_TAGS_COLUMNS, "tag_id": pl.Int32}),
-         "post_tags.parquet: column 'tag_id' has dtype Int32, expected Int64"),
-        (lambda t: rewrite(t["post_tags"], pl.DataFrame(
-            [*post_tags_frame().rows(), (12, 70, 2**40)], schema=POST_TAGS_COLUMNS,
-            orient="row"), POST_TAGS_COLUMNS),
-         "post_tags.parquet: rowid, post_id or tag_id above 2^31-1"),
+        (lambda t: rewrite(t["post_tags"], post_tags_frame().cast({"tag_id": pl.Int64}),
+                           {**POST_TAGS_COLUMNS, "tag_id": pl.Int64}),
+         "post_tags.parquet: column 'tag_id' has dtype Int64, expected Int32"),
+        # a post_tags.parquet of the earlier (rowid, post_id, tag_id) Int64 layout
+        (lambda t: rewrite(t["post_tags"], post_tags_frame().with_row_index("rowid").cast(
+            pl.Int64), OLD_POST_TAGS),
+         "post_tags.parquet: column 'post_id' has dtype Int64, expected Int32"),
         (lambda t: rewrite(t["tags"], tags_frame().with_columns(
             type=pl.when(pl.col("id") == 3).then(7).otherwise(pl.col("type")).cast(pl.Int8)),
             TAGS_SCHEMA), "tags.parquet: tag id 3 has type 7; types are 0..4"),

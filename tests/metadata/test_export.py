@@ -22,7 +22,7 @@ from kxl.metadata.export import (
     POST_TAGS_SCHEMA,
     POSTS_SCHEMA,
     TAGS_SCHEMA,
-    _member,
+    Members,
     export_metadata,
 )
 from kxl.metadata.stream import TableStream
@@ -63,9 +63,11 @@ def test_tables_match_the_db_and_the_formats_contract(default_db: Exported) -> N
     assert dict(tags.schema) == TAGS_SCHEMA
     assert dict(pt.schema) == POST_TAGS_SCHEMA
     assert posts.height == default_db.sql("SELECT count(*) FROM post")[0][0]
-    assert pt.height == default_db.sql("SELECT count(*) FROM posttagrelation")[0][0]
-    for df, key in ((posts, "id"), (tags, "id"), (pt, "rowid")):
-        assert df[key].is_sorted() and df[key].n_unique() == df.height
+    for df in (posts, tags):
+        assert df["id"].is_sorted() and df["id"].n_unique() == df.height
+    # post_tags: the relation rows themselves, in rowid order (no rowid column)
+    assert pt.rows() == default_db.sql(
+        "SELECT post_id, tag_id FROM posttagrelation ORDER BY rowid")
     # spot-check values against SQLite row by row for a few rows
     for i in (0, 1234, posts.height - 1):
         row = posts.row(i, named=True)
@@ -97,8 +99,8 @@ def test_chunked_threaded_reads_give_the_same_bytes(default_db: Exported, tmp_pa
 @given(cuts=st.lists(st.integers(0, 300), max_size=6), group=st.integers(1, 120))
 def test_stream_equals_write_table(tmp_path_factory: pytest.TempPathFactory,
                                    cuts: list[int], group: int) -> None:
-    df = pl.DataFrame({"rowid": np.arange(300), "post_id": np.arange(300) // 7,
-                       "tag_id": np.arange(300) % 11})
+    df = pl.DataFrame({"post_id": np.arange(300) // 7, "tag_id": np.arange(300) % 11},
+                      schema=POST_TAGS_SCHEMA)
     root = tmp_path_factory.mktemp("stream")
     old = tables._ROW_GROUP
     tables._ROW_GROUP = group
@@ -113,9 +115,35 @@ def test_stream_equals_write_table(tmp_path_factory: pytest.TempPathFactory,
     assert (root / "s.parquet").read_bytes() == (root / "ref.parquet").read_bytes()
 
 
+def test_stream_bytes_do_not_depend_on_where_the_chunks_are_cut(tmp_path: Path) -> None:
+    """The writer cuts pages (and falls back from dictionary encoding) at chunk boundaries:
+    each row group is written from one contiguous chunk, so pieces give the one-piece bytes.
+    (Without that, this case differed: 137k unique ids overflow the 1 MB dictionary.)"""
+    schema = {"id": pl.Int64, "caption": pl.String}
+    n, cut = 137_011, 131_072
+    ids = np.sort(np.random.default_rng(0).choice(10_000_000, n, replace=False))
+    df = pl.DataFrame({"id": ids, "caption": [f"c{i % 1000}" for i in range(n)]}, schema=schema)
+    write_table(df, tmp_path / "ref.parquet", schema)
+    with TableStream(tmp_path / "s.parquet", schema) as s:
+        s.write(df.slice(0, cut))
+        s.write(df.slice(cut))
+    assert (tmp_path / "s.parquet").read_bytes() == (tmp_path / "ref.parquet").read_bytes()
+
+
+def test_stream_of_an_empty_table_equals_write_table(tmp_path: Path) -> None:
+    empty = pl.DataFrame(schema=POST_TAGS_SCHEMA)
+    write_table(empty, tmp_path / "ref.parquet", POST_TAGS_SCHEMA)
+    with TableStream(tmp_path / "a.parquet", POST_TAGS_SCHEMA):
+        pass
+    with TableStream(tmp_path / "b.parquet", POST_TAGS_SCHEMA) as s:
+        s.write(empty)
+    ref = (tmp_path / "ref.parquet").read_bytes()
+    assert (tmp_path / "a.parquet").read_bytes() == ref == (tmp_path / "b.parquet").read_bytes()
+
+
 def test_stream_leaves_nothing_on_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), TableStream(tmp_path / "x.parquet", POST_TAGS_SCHEMA) as s:
-        s.write(pl.DataFrame({"rowid": [1], "post_id": [2], "tag_id": [3]}))
+        s.write(pl.DataFrame({"post_id": [2], "tag_id": [3]}, schema=POST_TAGS_SCHEMA))
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
@@ -127,7 +155,7 @@ def test_membership_matches_isin(universe: set[int], probe: list[int], huge: boo
     shift = 1 << 40 if huge else 0  # beyond the lookup table: the bisection path
     u = np.array(sorted(universe), dtype=np.int64) + shift
     p = np.array(probe, dtype=np.int64) + shift
-    assert (_member(p, u) == np.isin(p, u)).all()
+    assert (Members(u)(p) == np.isin(p, u)).all()
 
 
 def count_calls(db: Path, out: Path) -> int:
@@ -183,6 +211,17 @@ BAD = [
      r"table 'tag' column 'id' at rowid 3: NULL id"),
     ((*without_pk("posttagrelation"), 'UPDATE posttagrelation SET id = 5 WHERE id = 6'),
      r"table 'posttagrelation' column 'id' at row id=5: duplicate id"),
+    (('UPDATE "posttagrelation" SET post_id = 4294967296 WHERE id = 33',),
+     r"table 'posttagrelation' column 'post_id' at row id=33: post_id=4294967296 does not fit "
+     r"Int32"),
+    (('UPDATE "posttagrelation" SET tag_id = -2147483649 WHERE id = 40',),
+     r"table 'posttagrelation' column 'tag_id' at row id=40: tag_id=-2147483649 does not fit "
+     r"Int32"),
+    ((*without_pk("posttagrelation"), 'UPDATE posttagrelation SET tag_id = 9999999 WHERE id = 8'),
+     r"table 'posttagrelation' column 'tag_id' at row id=8: tag_id=9999999 has no row in "
+     r"table 'tag'"),
+    (('UPDATE "posttagrelation" SET tag_id = \'x\' WHERE id = 61',),
+     r"table 'posttagrelation' column 'tag_id' at row id=61: value 'x' is not a valid Int64"),
     ((*without_pk("post"), 'UPDATE post SET created_at = NULL WHERE rowid = 9'),
      r"table 'post' column 'created_at' at row id=\d+: NULL where HakuBooru requires a value"),
 ]
@@ -197,7 +236,22 @@ def test_bad_db_is_one_clear_error_and_writes_nothing(
     with pytest.raises(KxlError, match=message) as err:
         export_metadata(small_db, out)
     assert str(small_db) in str(err.value) and "\n" not in str(err.value)
-    assert not out.exists() or not any(p.suffix == ".parquet" for p in out.iterdir())
+    assert not out.exists() or not list(out.iterdir())  # no table, no temporary file
+
+
+def test_relation_ids_that_are_not_the_rowid_give_id_order(small_db: Path,
+                                                            tmp_path: Path) -> None:
+    """Without `INTEGER PRIMARY KEY` the ids are read and checked, and the rows come out in
+    id order (here the reverse of insertion order); the ids themselves are not written."""
+    sql(small_db, *without_pk("posttagrelation"), "UPDATE posttagrelation SET id = 100000 - id")
+    export_metadata(small_db, tmp_path)
+    pt = pl.read_parquet(tmp_path / "post_tags.parquet")
+    assert dict(pt.schema) == POST_TAGS_SCHEMA
+    con = sqlite3.connect(small_db)
+    want = con.execute("SELECT post_id, tag_id FROM posttagrelation ORDER BY id").fetchall()
+    by_rowid = con.execute("SELECT post_id, tag_id FROM posttagrelation ORDER BY rowid").fetchall()
+    con.close()
+    assert pt.rows() == want == by_rowid[::-1] and len(want) > 1000
 
 
 def test_cli_reports_bad_input_on_one_line(small_db: Path, tmp_path: Path) -> None:

@@ -172,6 +172,5 @@ def test_insertion_order_mixes_types_and_one_post_has_no_tags(default_db: Export
         (pl.col("type").diff().fill_null(0) != 0).sum().alias("switches"),
         pl.col("type").n_unique().alias("kinds"))
     assert (runs["switches"] > runs["kinds"]).mean() > 0.8
-    assert (tg["rowid"].diff().drop_nulls() > 0).all()
     untagged = set(default_db.posts["id"]) - set(default_db.post_tags["post_id"])
     assert len(untagged) == 1

@@ -19,17 +19,22 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     from kxl.captions.io import CAPTIONS_SCHEMA, KEPT_COLUMNS, TAGS_COLUMNS, read_columns
-    from kxl.captions.kohaku import CaptionsConfig, make_captions
+    from kxl.captions.kohaku import CaptionsConfig, caption_chunks
     from kxl.config import section_from_json, to_dict
+    from kxl.metadata.stream import TableStream
     from kxl.provenance import record
-    from kxl.tables import write_table
 
     cfg = section_from_json(CaptionsConfig, args.config_json, "captions")
     start = time.perf_counter()
     kept = read_columns(args.kept, KEPT_COLUMNS)
     tags = read_columns(args.tags, TAGS_COLUMNS)
-    captions = make_captions(kept, tags, cfg)
-    write_table(captions, args.out, CAPTIONS_SCHEMA, "captions/captions.parquet")
+    # Written chunk by chunk as the captions come (the bytes write_table gives for the whole
+    # table in one piece, whatever CHUNK and THREADS), so all captions are never held at once.
+    n = 0
+    with TableStream(args.out, CAPTIONS_SCHEMA) as stream:
+        for chunk in caption_chunks(kept, tags, cfg):
+            stream.write(chunk)
+            n += chunk.height
     record("captions", [args.out], [args.kept, args.tags], to_dict(cfg))
-    print(f"captioned {captions.height} posts in {time.perf_counter() - start:.1f} s")
+    print(f"captioned {n} posts in {time.perf_counter() - start:.1f} s")
     return 0

@@ -37,14 +37,15 @@ wrong type column, which the reference's inner join would drop silently.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from kxl.captions.assemble import Part, interleave, join_tokens, list_part, scalar_part
+from kxl.captions.assemble import KeepFlexJoiner, Part, list_part, scalar_part
 from kxl.captions.dates import created_years
 from kxl.errors import KxlError
 
@@ -87,9 +88,12 @@ FAV_THRESHOLDS = (
 )
 YEAR_TAGS = ((2014, "early"), (2017, "mid"), (2020, "recent"), (2024, "newest"))
 YEAR_NAMES = ("old", *(tag for _, tag in YEAR_TAGS))
-# Posts captioned per polars pass: bounds memory at full scale (5.2M posts x ~30 tags).
-CHUNK = 1_000_000
-# Tag ids index a dense table (8 bytes each); danbooru's are below 3M.
+# Posts captioned per task, THREADS tasks at a time (4.74M kept posts x ~30 tags at full
+# scale). A chunk's temporaries peak at ~2.5 KB per post (measured), so two running chunks of
+# 2^17 posts hold ~0.7 GB; chunks of 2^19 took ~40% more CPU (page faults on fresh buffers).
+CHUNK = 1 << 17
+THREADS = 2  # numpy, Arrow and polars release the GIL in the heavy parts
+# Tag ids index a dense table (4 bytes each); danbooru's are below 3M.
 MAX_TAG_ID = 50_000_000
 
 @dataclass(frozen=True)
@@ -107,57 +111,88 @@ def make_captions(kept: pl.DataFrame, tags: pl.DataFrame, cfg: CaptionsConfig) -
 
     Returns `id` Int64, `caption` String, sorted by id.
     """
-    _check_kept(kept)
-    vocab = Vocabulary.build(tag_texts(tags, cfg.tag_word_sep), cfg.tag_separator)
-    kept = kept.sort("id")
-    chunks = [
-        _caption_chunk(kept.slice(start, CHUNK), vocab, cfg)
-        for start in range(0, kept.height, CHUNK)  # a handful of chunks, to bound memory
-    ]
+    chunks = list(caption_chunks(kept, tags, cfg))
     if not chunks:
         return pl.DataFrame(schema={"id": pl.Int64, "caption": pl.String})
     return pl.concat(chunks)
+
+
+def caption_chunks(
+    kept: pl.DataFrame, tags: pl.DataFrame, cfg: CaptionsConfig, threads: int | None = None
+) -> Iterator[pl.DataFrame]:
+    """`make_captions` as frames of CHUNK posts in id order, `threads` (default THREADS) chunks
+    computed at once.
+
+    Chunks are yielded in order, so the concatenation (or a streamed write) is the same whatever
+    the thread count, and a bad input raises the error of its first bad chunk.
+    """
+    threads = max(1, THREADS if threads is None else threads)
+    _check_kept(kept)
+    vocab = Vocabulary.build(tag_texts(tags, cfg.tag_word_sep), cfg.tag_separator,
+                             cfg.keep_separator)
+    if not kept["id"].is_sorted():
+        kept = kept.sort("id")
+    pool = ThreadPoolExecutor(threads)
+    try:
+        pending: deque[Future[pl.DataFrame]] = deque()
+        for start in range(0, kept.height, CHUNK):
+            pending.append(pool.submit(_caption_chunk, kept.slice(start, CHUNK), vocab, cfg))
+            if len(pending) > threads:  # at most one chunk queued beyond those running
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Per tag row: its type code, plus SKIPPED when the tag is left out of captions; one trailing
+# UNKNOWN entry stands for ids that no tag has (index -1 of the id table).
+SKIPPED, UNKNOWN = 8, 15
 
 
 @dataclass(frozen=True)
 class Vocabulary:
     """Every token a caption can hold: one per tag (by tags.parquet row), then the extras."""
 
-    strings: pa.Array  # tag texts (null = skipped tag), then the extra tokens
-    skip: np.ndarray  # per tag row: skipped (blank, banned artist, blacklisted meta)
+    joiner: KeepFlexJoiner  # the token strings: tag texts (null = skipped tag), then extras
     special: np.ndarray  # per tag row: a special general tag
     types: np.ndarray  # per tag row: type code 0..4
-    lut: np.ndarray  # tag id -> tags.parquet row, -1 where no tag has that id
+    lut: np.ndarray  # tag id -> tags.parquet row, -1 where no tag has that id (and at the end)
+    classes: np.ndarray  # per tag row: type code (+ SKIPPED); trailing UNKNOWN
     extras: dict[str, int]  # year/rating/quality token -> vocabulary index
 
     @staticmethod
-    def build(texts: pl.DataFrame, sep: str) -> Vocabulary:
+    def build(texts: pl.DataFrame, sep: str, keep_sep: str) -> Vocabulary:
         extra = [*YEAR_NAMES, *(sep.join(t) for t in RATING_TAGS), *QUALITY_TAGS, WORST_QUALITY]
         ids = texts["id"].to_numpy()
         if len(ids) and (ids.min() < 0 or ids.max() > MAX_TAG_ID):
             raise KxlError(f"tags.parquet: tag ids must lie in 0..{MAX_TAG_ID}; rebuild metadata")
-        # A dense id -> row table: one gather per tag reference, ~10x faster than hashing.
-        lut = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, dtype=np.int64)
-        lut[ids] = np.arange(len(ids))
+        # A dense id -> row table: one gather per tag reference, ~10x faster than hashing. Its
+        # trailing -1 is where ids beyond the table land (np.take mode="clip").
+        lut = np.full(int(ids.max()) + 2 if len(ids) else 1, -1, dtype=np.int32)
+        lut[ids] = np.arange(len(ids), dtype=np.int32)
+        types = texts["type"].to_numpy()
+        classes = np.append(types + SKIPPED * texts["text"].is_null().to_numpy(), UNKNOWN)
+        strings = pl.concat([texts["text"], pl.Series(extra, dtype=pl.String)]).to_arrow()
         return Vocabulary(
-            strings=pl.concat([texts["text"], pl.Series(extra, dtype=pl.String)]).to_arrow(),
-            skip=texts["text"].is_null().to_numpy(),
+            joiner=KeepFlexJoiner(strings, sep, keep_sep),
             special=texts["special"].to_numpy(),
-            types=texts["type"].to_numpy(),
+            types=types,
             lut=lut,
+            classes=classes.astype(np.int8),
             extras={tok: texts.height + i for i, tok in enumerate(extra)},
         )
 
-    def rows_of(self, tag_ids: np.ndarray, code: int) -> np.ndarray | None:
-        """tags.parquet rows of `tag_ids`, or None if any id is unknown or of another type."""
-        if len(tag_ids) == 0:
-            return tag_ids.astype(np.int64)
-        if tag_ids.min() < 0 or tag_ids.max() >= len(self.lut):
+    def tokens_of(self, tag_ids: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(tokens, kept mask) of `tag_ids`: tags.parquet rows and which are not skipped; None
+        if any id is unknown or of another type than `code`."""
+        if len(tag_ids) and tag_ids.min() < 0:
             return None
-        rows = self.lut[tag_ids]
-        if rows.min() < 0 or (self.types[rows] != code).any():
+        rows = self.lut.take(tag_ids, mode="clip")
+        cls = self.classes[rows]  # row -1 (no such id) -> the trailing UNKNOWN
+        if ((cls & (SKIPPED - 1)) != code).any():
             return None
-        return rows
+        return rows, cls == code
 
 
 def tag_texts(tags: pl.DataFrame, word_sep: str) -> pl.DataFrame:
@@ -180,30 +215,39 @@ def tag_texts(tags: pl.DataFrame, word_sep: str) -> pl.DataFrame:
     )
 
 
-def year_tag(year: pl.Expr) -> pl.Expr:
-    """HakuBooru's if/elif chain on the year (0 = unparsable): rule 6 of the module doc."""
-    expr = pl.when(year.is_between(2005, 2010)).then(pl.lit("old"))
+def _text(tag: str) -> pl.Expr:
+    return pl.lit(tag)
+
+
+def year_tag(year: pl.Expr, tok: Callable[[str], pl.Expr] = _text) -> pl.Expr:
+    """HakuBooru's if/elif chain on the year (0 = unparsable): rule 6 of the module doc.
+
+    `tok` turns a tag into the value produced (default: the tag text; captions use its token).
+    """
+    expr = pl.when(year.is_between(2005, 2010)).then(tok("old"))
     for upper, tag in YEAR_TAGS:
-        expr = expr.when(year <= upper).then(pl.lit(tag))
-    return expr.otherwise(pl.lit(None, pl.String))
+        expr = expr.when(year <= upper).then(tok(tag))
+    return expr.otherwise(None)
 
 
-def rating_tag(rating: pl.Expr, sep: str) -> pl.Expr:
+def rating_tag(rating: pl.Expr, sep: str, tok: Callable[[str], pl.Expr] = _text) -> pl.Expr:
     """Rating code 0..3 -> its tag(s) joined by the tag separator; null -> null."""
-    return rating.replace_strict(
-        [0, 1, 2, 3], [sep.join(t) for t in RATING_TAGS], default=None, return_dtype=pl.String
-    )
+    expr = pl.when(rating == 0).then(tok(sep.join(RATING_TAGS[0])))
+    for code, tags in enumerate(RATING_TAGS[1:], start=1):
+        expr = expr.when(rating == code).then(tok(sep.join(tags)))
+    return expr.otherwise(None)
 
 
-def quality_tag(post_id: pl.Expr, rating: pl.Expr, fav_count: pl.Expr, max_id: int) -> pl.Expr:
+def quality_tag(post_id: pl.Expr, rating: pl.Expr, fav_count: pl.Expr, max_id: int,
+                tok: Callable[[str], pl.Expr] = _text) -> pl.Expr:
     """`quality_tag_new`: strict `>` against the rating's fav_count percentiles; none > max_id."""
-    expr = pl.when(post_id > max_id).then(pl.lit(None, pl.String))
+    expr = pl.when(post_id > max_id).then(None)
     for level, tag in enumerate(QUALITY_TAGS):
         threshold = rating.replace_strict(
             [0, 1, 2, 3], [row[level] for row in FAV_THRESHOLDS], return_dtype=pl.Int64
         )
-        expr = expr.when(fav_count > threshold).then(pl.lit(tag))
-    return expr.otherwise(pl.lit(WORST_QUALITY))
+        expr = expr.when(fav_count > threshold).then(tok(tag))
+    return expr.otherwise(tok(WORST_QUALITY))
 
 
 def _caption_chunk(kept: pl.DataFrame, vocab: Vocabulary, cfg: CaptionsConfig) -> pl.DataFrame:
@@ -212,20 +256,21 @@ def _caption_chunk(kept: pl.DataFrame, vocab: Vocabulary, cfg: CaptionsConfig) -
     tags = {col: _tag_part(kept, col, vocab) for col in TYPE_COLUMNS}
     general_rows, general = tags["tags_general"]
     is_special = vocab.special[general]
+
+    def tok(tag: str) -> pl.Expr:  # the tag's vocabulary index, not its text
+        return pl.lit(vocab.extras[tag], dtype=pl.Int64)
+
     scalars = kept.with_columns(created_years(kept["created_at"], kept["id"])).select(
-        year_tag(pl.col("year")).alias("year"),
-        rating_tag(pl.col("rating"), sep).alias("rating"),
-        quality_tag(pl.col("id"), pl.col("rating"), pl.col("fav_count"), cfg.quality_max_id)
-        .alias("quality"),
+        year_tag(pl.col("year"), tok).alias("year"),
+        rating_tag(pl.col("rating"), sep, tok).alias("rating"),
+        quality_tag(pl.col("id"), pl.col("rating"), pl.col("fav_count"), cfg.quality_max_id,
+                    tok).alias("quality"),
     )
-    extra = [scalar_part(_extra_tokens(scalars[c], vocab)) for c in scalars.columns]
+    extra = [scalar_part(scalars[c]) for c in scalars.columns]
     keep = [(general_rows[is_special], general[is_special]), tags["tags_character"],
             tags["tags_copyright"], tags["tags_artist"]]
     flex = [(general_rows[~is_special], general[~is_special]), tags["tags_meta"], *extra]
-    keep_text = join_tokens(vocab.strings, *interleave(keep, kept.height), sep)
-    flex_text = join_tokens(vocab.strings, *interleave(flex, kept.height), sep)
-    middle = pa.scalar(sep + cfg.keep_separator, type=keep_text.type)
-    caption = pc.binary_join_element_wise(keep_text, flex_text, middle)
+    caption = vocab.joiner.join(keep, flex, kept.height)
     return pl.DataFrame({"id": kept["id"], "caption": pl.Series(caption, dtype=pl.String)})
 
 
@@ -233,17 +278,11 @@ def _tag_part(kept: pl.DataFrame, column: str, vocab: Vocabulary) -> Part:
     """One type column as (rows, vocabulary indices), skipped tags removed."""
     rows, tag_ids = list_part(kept[column])
     code = TYPE_COLUMNS[column]
-    tokens = None if tag_ids.null_count() else vocab.rows_of(tag_ids.to_numpy(), code)
-    if tokens is None:
+    found = None if tag_ids.null_count() else vocab.tokens_of(tag_ids.to_numpy(), code)
+    if found is None:
         raise _unknown_tag(kept, vocab)
-    keep = ~vocab.skip[tokens]
+    tokens, keep = found
     return rows[keep], tokens[keep]
-
-
-def _extra_tokens(tags: pl.Series, vocab: Vocabulary) -> pl.Series:
-    return tags.replace_strict(
-        list(vocab.extras), list(vocab.extras.values()), default=None, return_dtype=pl.Int64
-    )
 
 
 def _check_tags(tags: pl.DataFrame) -> None:

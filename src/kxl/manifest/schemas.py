@@ -14,7 +14,8 @@ POSTS_COLUMNS = {
     "is_deleted": pl.Boolean, "is_banned": pl.Boolean, "file_url": pl.String,
 }
 TAGS_COLUMNS = {"id": pl.Int64, "type": pl.Int8}
-POST_TAGS_COLUMNS = {"rowid": pl.Int64, "post_id": pl.Int64, "tag_id": pl.Int64}
+# metadata/post_tags.parquet: the relation rows in rowid order (the file order is the order)
+POST_TAGS_COLUMNS = {"post_id": pl.Int32, "tag_id": pl.Int32}
 
 KEPT_SCHEMA = {
     "id": pl.Int64, "position": pl.Int64, "range_index": pl.Int16, "md5": pl.String,

@@ -1,9 +1,11 @@
 """Write a parquet table chunk by chunk, with the same bytes `kxl.tables.write_table` gives.
 
-The relation table is too large (220M rows at full scale) to hold whole in memory, so it is
-written as it is read. Same writer settings as `write_table`, and rows are regrouped into
-row groups of exactly the same size, so the file is byte-identical to writing the whole
-table at once (tested).
+The relation table is too large (234M rows at full scale) to hold whole in memory, so it is
+written as it is read (captions too, as they are computed). Same writer settings as
+`write_table`, and rows are regrouped into row groups of exactly the same size, each handed
+to the writer as one contiguous chunk (the writer's page cuts follow chunk boundaries), so the
+file is byte-identical to writing the whole table at once from one chunk, however it was cut
+into pieces (tested).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class TableStream:
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
+        self._written = False
 
     def __enter__(self) -> TableStream:
         self._tmp = self._stack.enter_context(atomic_path(self.path))
@@ -52,8 +55,11 @@ class TableStream:
         assert self._writer is not None
         whole = pa.concat_tables(self._buffer)
         cut = len(whole) if final else len(whole) - len(whole) % tables._ROW_GROUP
-        if cut:
-            self._writer.write_table(whole.slice(0, cut), row_group_size=tables._ROW_GROUP)
+        # an empty table still gets its one empty row group, as pq.write_table writes it
+        if cut or (final and not self._written):
+            self._writer.write_table(whole.slice(0, cut).combine_chunks(),
+                                     row_group_size=tables._ROW_GROUP)
+            self._written = True
         self._buffer = [whole.slice(cut)]
         self._buffered = len(whole) - cut
 
