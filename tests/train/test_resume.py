@@ -190,3 +190,23 @@ def test_checkpoint_of_another_run_is_refused_or_set_aside(tiny_inputs, tmp_path
     # started at step 0: its step-1 adapter is the first run's
     _same_tensors(tmp_path / "a.safetensors",
                   tmp_path / "a/checkpoints/step-00000001/lokr.safetensors")
+
+
+def test_gradient_checkpointing_changes_memory_not_math(tiny_inputs, tmp_path) -> None:
+    """Recomputed activations give the same weights, and the text encoders' LoKr still
+    learns inside the checkpointed layers."""
+    from kxl.train.trainer import run
+
+    plain = _trainer(tiny_inputs, tmp_path / "a", max_steps=3)
+    run(plain, "none", tmp_path / "a.safetensors", log=lambda s: None)
+    ckpt = _trainer(tiny_inputs, tmp_path / "b", max_steps=3, gradient_checkpointing=True)
+    assert ckpt.m.unet.is_gradient_checkpointing
+    assert ckpt.m.text_encoder_2.text_model.encoder.gradient_checkpointing
+    run(ckpt, "none", tmp_path / "b.safetensors", log=lambda s: None)
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=k)
+    # trained TE LoKr factors moved from their init (w2 of a full-matrix LoKr starts at zero)
+    te = [k for k in b if k.startswith("lora_te2_") and k.endswith("lokr_w2")]
+    assert te and any(b[k].abs().max() > 0 for k in te)

@@ -27,7 +27,15 @@ from kxl.train.schedule import LRSchedule
 Augment = Callable[[str, int, bool, float], str]
 # Config keys that may change between a checkpoint and its resume (launch and bookkeeping only).
 RESUME_FREE_KEYS = frozenset(
-    {"run", "max_steps", "checkpoint_steps", "checkpoint_every", "keep_last", "tensorboard"}
+    {
+        "run",
+        "max_steps",
+        "checkpoint_steps",
+        "checkpoint_every",
+        "keep_last",
+        "tensorboard",
+        "gradient_checkpointing",
+    }
 )
 
 
@@ -67,6 +75,23 @@ class TrainResult:
     last_loss: float | None
 
 
+def enable_gradient_checkpointing(models: Any) -> None:
+    """Recompute activations of the UNet blocks and text-encoder layers in backward.
+
+    Non-reentrant checkpoints: the frozen base gives the checkpointed segments no input that
+    requires grad, which the reentrant form needs to reach the LoKr weights inside them.
+    transformers checkpoints only modules in training mode; CLIP has no dropout, so train()
+    changes nothing else."""
+    models.unet.enable_gradient_checkpointing()
+    for te in (models.text_encoder, models.text_encoder_2):
+        # transformers >= 5.x renames the method; both take the torch.utils.checkpoint kwargs
+        if hasattr(te, "activation_checkpointing_enable"):
+            te.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            te.gradient_checkpointing_enable({"use_reentrant": False})
+        te.train()
+
+
 class Trainer:
     def __init__(
         self,
@@ -101,6 +126,8 @@ class Trainer:
             torch.manual_seed(derive_seed(seed, "lokr-init"))
             net = build_network(cfg.lokr, [models.text_encoder, models.text_encoder_2], models.unet)
         net.to(world.device)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(models)
         self.adapter = Adapter(net, models.unet, [models.text_encoder, models.text_encoder_2])
         groups = self.adapter.param_groups(cfg.lr_text_encoder, cfg.lr_unet)
         self.params = [p for g in groups for p in g["params"]]
