@@ -105,7 +105,11 @@ def test_fetch_links_only_the_needed_shards_offline(tmp_path: Path) -> None:
                      "recent/data-1007.tar", "recent/data-1008.tar"]
     assert all(p.is_symlink() and p.read_bytes() == files[f"images/{p.name}"]
                for p in shards.rglob("*.tar"))
-    assert json.loads((shards / "families.json").read_text())["families"] == [ORIGINAL, RECENT]
+    index = json.loads((shards / "families.json").read_text())
+    assert index["families"] == [ORIGINAL, RECENT]
+    # `main` is a branch: the commit it resolved to is recorded and the user told to pin it
+    assert index["commit"] == "a" * 40
+    assert f"resolved to {'a' * 40}" in proc.stdout
     # then extraction reads them like synthetic shards
     assert main(["extract-images", "--kept", str(tmp_path / "kept.parquet"), "--shards-dir",
                  str(shards), "--config-json", json.dumps(IMAGES), "--out-dir",
@@ -130,3 +134,23 @@ def test_fetch_pinned_commit_and_missing_file(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert "cannot get images/data-1007.tar" in last and "HF_HUB_CACHE" in last
     assert not [p for p in (tmp_path / "images").iterdir() if ".tmp-" in p.name]
+
+
+def test_shards_from_two_commits_are_refused(tmp_path: Path) -> None:
+    from kxl.config import from_dict
+    from kxl.errors import KxlError
+    from kxl.images.config import HuggingfaceImages
+    from kxl.images.fetch import resolved_commit, snapshot_commit
+
+    snap = tmp_path / "datasets--KBlueLeaf--danbooru2023-webp-4Mpixel/snapshots"
+    a, b = "a" * 40, "b" * 40
+    assert snapshot_commit(snap / a / "images/data-0007.tar") == a
+    with pytest.raises(KxlError, match="not inside an HF cache"):
+        snapshot_commit(tmp_path / "data-0007.tar")
+    cfg = from_dict(HuggingfaceImages, HF, "images.huggingface")
+    one = {"images/data-0007.tar": snap / a / "images/data-0007.tar",
+           "images/data-1007.tar": snap / a / "images/data-1007.tar"}
+    assert resolved_commit(one, cfg) == a
+    two = {**one, "images/data-0008.tar": snap / b / "images/data-0008.tar"}
+    with pytest.raises(KxlError, match=f"data-0008.tar from {b}; the revision moved"):
+        resolved_commit(two, cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -64,8 +65,14 @@ def _fetch(args: argparse.Namespace) -> int:
     ids = require_columns(read_table(args.kept), KEPT_ID, args.kept)["id"].to_numpy()
     with atomic_dir(args.out_dir) as tmp:
         links = fetch_shards(ids, cfg, tmp)
-    print(f"fetch-images: {len(links)} shard files from {cfg.repo_id}@{cfg.revision}")
-    record("images", [args.out_dir], [args.kept], to_dict(cfg))
+    commit = json.loads((Path(args.out_dir) / "families.json").read_text())["commit"]
+    print(f"fetch-images: {len(links)} shard files from {cfg.repo_id}@{cfg.revision} "
+          f"(commit {commit})")
+    if commit and cfg.revision != commit:
+        print(f"fetch-images: revision {cfg.revision!r} is not a commit; it resolved to "
+              f"{commit} (recorded in {args.out_dir}/families.json): pin that in "
+              "images.huggingface.revision for an exact rebuild")
+    record("images", [args.out_dir], [args.kept], {**to_dict(cfg), "commit": commit})
     return 0
 
 

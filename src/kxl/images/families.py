@@ -87,10 +87,11 @@ def _format(fam: ShardFamily, shard: int, key: str) -> str:
     return path
 
 
-def write_index(out_dir: Path, cfg: HuggingfaceImages) -> Path:
-    """`out_dir/families.json`: the section the shards were fetched with."""
+def write_index(out_dir: Path, cfg: HuggingfaceImages, commit: str = "") -> Path:
+    """`out_dir/families.json`: the section the shards were fetched with, and the commit its
+    revision resolved to."""
     path = out_dir / INDEX
-    path.write_text(json.dumps(to_dict(cfg), indent=1, sort_keys=True) + "\n")
+    path.write_text(json.dumps({**to_dict(cfg), "commit": commit}, indent=1, sort_keys=True) + "\n")
     return path
 
 

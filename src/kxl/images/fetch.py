@@ -8,13 +8,15 @@ cheesechaser reads), and the update shards `updates/20240319/data-D.tar` with D 
 Only the files that the manifest's ids need are downloaded (`hf_hub_download`, pinned
 revision): per family, one per distinct id % modulus. Each is symlinked to
 `shards/{family}/{base name}`, and `shards/families.json` records the families for
-extract-images. With HF_HUB_OFFLINE=1 everything is served from HF_HUB_CACHE, so a warm cache
-needs no network.
+extract-images and the commit the revision resolved to (a branch such as `main` moves; the
+commit is what an exact rebuild pins). With HF_HUB_OFFLINE=1 everything is served from
+HF_HUB_CACHE, so a warm cache needs no network.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,32 @@ from kxl.images.config import HuggingfaceImages
 from kxl.images.families import check_families, write_index
 
 WHERE = "config images.huggingface.families"
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def snapshot_commit(local: Path) -> str:
+    """The commit of a file that hf_hub_download returned (`.../snapshots/<commit>/<path>`)."""
+    parts = Path(local).parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "snapshots" and COMMIT.fullmatch(parts[i + 1]):
+            return parts[i + 1]
+    raise KxlError(f"{local}: not inside an HF cache snapshots/<commit>/ folder")
+
+
+def resolved_commit(files: dict[str, Path], cfg: HuggingfaceImages) -> str:
+    """The one commit every fetched file came from; files of two commits mean the revision
+    (a branch) moved during the fetch, and the shards would mix two dataset versions."""
+    by_commit: dict[str, str] = {}
+    for name, local in files.items():
+        by_commit.setdefault(snapshot_commit(local), name)
+    if len(by_commit) > 1:
+        (c1, f1), (c2, f2) = list(by_commit.items())[:2]
+        raise KxlError(
+            f"dataset {cfg.repo_id}@{cfg.revision}: {f1} is from commit {c1} but {f2} from "
+            f"{c2}; the revision moved while fetching: pin images.huggingface.revision to one "
+            "commit sha"
+        )
+    return next(iter(by_commit), "")
 
 
 def remote_files(ids: np.ndarray, cfg: HuggingfaceImages) -> list[tuple[str, str]]:
@@ -45,7 +73,7 @@ def fetch_shards(ids: np.ndarray, cfg: HuggingfaceImages, out_dir: Path) -> list
     from tqdm import tqdm
 
     files = remote_files(ids, cfg)
-    links = []
+    links, got = [], {}
     for name, rel in tqdm(files, desc="shards", unit="file", mininterval=5.0):
         try:
             local = hf_hub_download(
@@ -57,9 +85,10 @@ def fetch_shards(ids: np.ndarray, cfg: HuggingfaceImages, out_dir: Path) -> list
                 f"({type(exc).__name__}); accept the dataset's terms and log in "
                 "(`hf auth login`), or fill HF_HUB_CACHE with it for offline runs"
             ) from exc
+        got[name] = Path(local)
         link = out_dir / rel
         link.parent.mkdir(exist_ok=True)
         os.symlink(Path(local).absolute(), link)
         links.append(link)
-    write_index(out_dir, cfg)
+    write_index(out_dir, cfg, resolved_commit(got, cfg))
     return links
