@@ -210,3 +210,20 @@ def test_gradient_checkpointing_changes_memory_not_math(tiny_inputs, tmp_path) -
     # trained TE LoKr factors moved from their init (w2 of a full-matrix LoKr starts at zero)
     te = [k for k in b if k.startswith("lora_te2_") and k.endswith("lokr_w2")]
     assert te and any(b[k].abs().max() > 0 for k in te)
+
+
+def test_final_lokr_bytes_depend_only_on_its_values(tiny_inputs, tmp_path) -> None:
+    """Metadata in sorted order, so a rewrite of the same adapter gives the same bytes (the
+    local and SLURM runs once differed only in the order of the header's metadata)."""
+    import struct
+
+    from kxl.train.trainer import run, write_lokr
+
+    tr = _trainer(tiny_inputs, tmp_path / "a", max_steps=1)
+    run(tr, "none", tmp_path / "a.safetensors", log=lambda s: None)
+    write_lokr(tr, tmp_path / "b.safetensors")
+    a, b = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
+    assert a == b
+    header = json.loads(a[8 : 8 + struct.unpack("<Q", a[:8])[0]])
+    meta = header["__metadata__"]
+    assert len(meta) >= 6 and list(meta) == sorted(meta)

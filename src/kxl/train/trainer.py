@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kxl.atomic import atomic_path
 from kxl.config import to_dict
 from kxl.train.checkpoint import CheckpointManager
 from kxl.train.components import Adapter, DataPosition, RngState
@@ -349,10 +348,14 @@ def run(
 
 
 def write_lokr(trainer: Trainer, path: Path) -> None:
-    """The final adapter in kohya keys with the metadata sd-webui / ComfyUI read."""
+    """The final adapter in kohya keys with the metadata sd-webui / ComfyUI read.
+
+    Written by kxl's byte-deterministic writer (sorted keys and metadata): safetensors'
+    `save_file` orders metadata through a randomly seeded hash map, so two runs that agree on
+    every value could still write different bytes."""
     import json
 
-    from safetensors.torch import save_file
+    from kxl.model.st_io import save_streaming
 
     cfg = trainer.cfg
     meta = {
@@ -377,5 +380,4 @@ def write_lokr(trainer: Trainer, path: Path) -> None:
     # of a zero (seen between a local and a SLURM run), which would change the file's bytes.
     sd = {k: (v + 0.0 if v.is_floating_point() else v).contiguous()
           for k, v in trainer.adapter.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(sd, tmp, meta)
+    save_streaming(sd, path, meta)
