@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -55,7 +54,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from kxl.images.fetch import fetch_shards
+    from kxl.images.fetch import fetch_shards, pin_hint
     from kxl.images.fsutil import atomic_dir
     from kxl.images.synth import KEPT_ID, require_columns
     from kxl.provenance import record
@@ -64,14 +63,12 @@ def _fetch(args: argparse.Namespace) -> int:
     cfg = section_from_json(HuggingfaceImages, args.config_json, "images.huggingface")
     ids = require_columns(read_table(args.kept), KEPT_ID, args.kept)["id"].to_numpy()
     with atomic_dir(args.out_dir) as tmp:
-        links = fetch_shards(ids, cfg, tmp)
-    commit = json.loads((Path(args.out_dir) / "families.json").read_text())["commit"]
+        links, commit = fetch_shards(ids, cfg, tmp)
     print(f"fetch-images: {len(links)} shard files from {cfg.repo_id}@{cfg.revision} "
           f"(commit {commit})")
-    if commit and cfg.revision != commit:
-        print(f"fetch-images: revision {cfg.revision!r} is not a commit; it resolved to "
-              f"{commit} (recorded in {args.out_dir}/families.json): pin that in "
-              "images.huggingface.revision for an exact rebuild")
+    hint = pin_hint(cfg, commit, f"{args.out_dir}/families.json")
+    if hint:
+        print(f"fetch-images: {hint}")
     record("images", [args.out_dir], [args.kept], {**to_dict(cfg), "commit": commit})
     return 0
 

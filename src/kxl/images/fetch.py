@@ -66,8 +66,11 @@ def remote_files(ids: np.ndarray, cfg: HuggingfaceImages) -> list[tuple[str, str
     ]
 
 
-def fetch_shards(ids: np.ndarray, cfg: HuggingfaceImages, out_dir: Path) -> list[Path]:
-    """Download (or find in the HF cache) each needed file; symlink it into `out_dir`."""
+def fetch_shards(
+    ids: np.ndarray, cfg: HuggingfaceImages, out_dir: Path
+) -> tuple[list[Path], str]:
+    """Download (or find in the HF cache) each needed file; symlink it into `out_dir`.
+    Returns the links and the commit the revision resolved to."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
     from tqdm import tqdm
@@ -90,5 +93,14 @@ def fetch_shards(ids: np.ndarray, cfg: HuggingfaceImages, out_dir: Path) -> list
         link.parent.mkdir(exist_ok=True)
         os.symlink(Path(local).absolute(), link)
         links.append(link)
-    write_index(out_dir, cfg, resolved_commit(got, cfg))
-    return links
+    commit = resolved_commit(got, cfg)
+    write_index(out_dir, cfg, commit)
+    return links, commit
+
+
+def pin_hint(cfg: HuggingfaceImages, commit: str, index: str) -> str | None:
+    """What to tell the user when the revision is a branch (it moves) rather than the commit."""
+    if not commit or cfg.revision == commit:
+        return None
+    return (f"revision {cfg.revision!r} is not a commit; it resolved to {commit} (recorded in "
+            f"{index}): pin that in images.huggingface.revision for an exact rebuild")

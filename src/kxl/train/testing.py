@@ -68,18 +68,11 @@ _DIMS: dict[str, dict[str, Any]] = {
         te2=(1280, 5120, 32, 20, 1280),
         vae=(128, 256, 512, 512),
     ),
-    # SDXL's widths, heads and context sizes with fewer layers (transformer depth 1/2/2, bigG
-    # 8 layers): every module shape of a real SDXL step, in ~6 GB of fp32 instead of ~14 GB, so
-    # the step fits a 24 GB CPU machine with its LoKr, gradients and optimizer state.
-    "sdxl_shallow": dict(
-        unet_channels=(320, 640, 1280),
-        heads=(5, 10, 20),
-        depth=(1, 2, 2),
-        te1=(768, 3072, 12, 12),
-        te2=(1280, 5120, 8, 20, 1280),
-        vae=(128, 256, 512, 512),
-    ),
 }
+# SDXL's widths, heads and context sizes with fewer layers (transformer depth 1/2/2, bigG 8
+# layers): every module shape of a real SDXL step, in ~6 GB of fp32 instead of ~14 GB, so the
+# step fits a 24 GB CPU machine with its LoKr, gradients and optimizer state.
+_DIMS["sdxl_shallow"] = {**_DIMS["sdxl"], "depth": (1, 2, 2), "te2": (1280, 5120, 8, 20, 1280)}
 
 
 def build_models(scale: Scale = "tiny", seed: int = 0) -> Models:
