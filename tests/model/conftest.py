@@ -19,6 +19,7 @@ TEST_CFG = SyntheticBase(
     unet_head_dim=32, te1_width=32, te1_layers=2, te1_heads=2, te2_width=64, te2_layers=2,
     te2_heads=2, vae_channels=(32, 32, 32, 32), vocab_size=1200, image_size=32, vae_crop=16,
     vae_steps=12, vae_batch=4, vae_lr=2e-3, unet_steps=3, unet_batch=2, unet_lr=5e-4,
+    unet_pool=8,
 )
 TAG_NAMES = [
     "1girl", "solo", "long_hair", "smile", "^_^", ":d", ">_<", "x_x", "hatsune_miku",

@@ -32,6 +32,8 @@ class SyntheticBase:
     vae_lr: float = 1e-3
     unet_steps: int = 160
     unet_batch: int = 8
+    unet_pool: int = 2048  # procedural pictures encoded once for the UNet-only steps
+    unet_caption_dropout: float = 0.1  # empty-caption share (the unconditional model for CFG)
     unet_lr: float = 5e-4
 
 

@@ -83,9 +83,13 @@ def synthesize_base(
             CLIPTokenizer.from_pretrained(tmp / "tokenizer"),
             CLIPTokenizer.from_pretrained(tmp / "tokenizer_2"),
             models.text_encoder, models.text_encoder_2)
-        unet_losses = pretrain.train_unet(models.unet, models.vae, encode,
-                                          phase_generator(cfg.seed, 2), cfg.unet_steps,
-                                          cfg.unet_batch, cfg.image_size, cfg.unet_lr)
+        unet_losses: list[float] = []
+        if cfg.unet_steps:
+            gen = phase_generator(cfg.seed, 2)
+            pool = pretrain.encode_pool(models.vae, encode, gen, cfg.unet_pool, cfg.image_size)
+            unet_losses = pretrain.train_unet(models.unet, pool, gen, cfg.unet_steps,
+                                              cfg.unet_batch, cfg.image_size, cfg.unet_lr,
+                                              cfg.unet_caption_dropout)
         report = {
             "params": tiny.param_counts(models), "vocab_size": ids["vocab_size"],
             "vae_recon_mse": [recon_before, recon_after], "vae_scaling_factor": scale,
