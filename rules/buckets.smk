@@ -28,8 +28,24 @@ rule assign_buckets:
 
 
 # With `buckets.cache: none` only index.json is written (training then decodes the images).
+# With `latents` the base model's VAE encodes the cache, so the base is an input (only then:
+# the other storages must not wait for, or rerun after, the base stage) and the train env runs it.
+LATENT_CACHE = config["buckets"]["cache"] == "latents"
+
+
+def cache_base_inputs(wildcards):
+    if not LATENT_CACHE:
+        return {}
+    return {"base": "results/base/base.safetensors", "config_dir": "results/base/config"}
+
+
+def cache_base_args(wildcards, input):
+    return f"--base {input.base} --config-dir {input.config_dir}" if LATENT_CACHE else ""
+
+
 rule cache_buckets:
     input:
+        unpack(cache_base_inputs),
         dataset="results/images/dataset.parquet",
         buckets="results/buckets/buckets.parquet",
     output:
@@ -40,13 +56,14 @@ rule cache_buckets:
         "logs/benchmarks/cache_buckets.tsv"
     params:
         cfg=section("buckets"),
+        base=cache_base_args,
     threads: 1
     resources:
         mem_mb=8000,
         runtime=600,
     conda:
-        "../envs/data.yaml"
+        "../envs/train.yaml" if LATENT_CACHE else "../envs/data.yaml"
     shell:
         "kxl cache-buckets --dataset {input.dataset} --buckets {input.buckets}"
-        " --images-root results/images --config-json {params.cfg:q}"
-        " --index {output.index} > {log} 2>&1"
+        " --images-root results/images --config-json {params.cfg:q} {params.base}"
+        " --threads {threads} --index {output.index} > {log} 2>&1"

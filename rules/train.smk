@@ -4,9 +4,10 @@
 # in results/train/checkpoints, which is how the workflow resumes after preemption (the folder
 # is not a declared output, so Snakemake leaves it in place when the job fails).
 #
-# Pixels: results/buckets/cache/index.json says which storage the buckets stage used; with
+# Images: results/buckets/cache/index.json says which storage the buckets stage used; with
 # `buckets.cache: none` (the full run) each rank decodes its step's images from
-# results/images/files/... (listed in images/dataset.parquet) with the recorded resize + crop.
+# results/images/files/... (listed in images/dataset.parquet) with the recorded resize + crop;
+# with `latents` it samples the cached VAE posterior (made from the same base file).
 #
 # Resources (issue 7): ONE task per node (no `tasks`): SLURM (executor plugin >= 2.7.1) gives it
 # `gpu` GPUs and `cpus_per_gpu` CPUs each, and torchrun spawns the ranks itself:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +45,42 @@ def _assign(images: Path, out: Path, cfg: dict) -> int:
                  "--histogram", str(out / "histogram.csv")])
 
 
-def _cache(images: Path, out: Path, cfg: dict) -> int:
+def _cache(images: Path, out: Path, cfg: dict, *extra: str, cache: str = "cache") -> int:
     return main(["cache-buckets", "--dataset", str(images / "dataset.parquet"),
                  "--buckets", str(out / "buckets.parquet"), "--images-root", str(images),
-                 "--config-json", json.dumps(cfg), "--index", str(out / "cache/index.json")])
+                 "--config-json", json.dumps(cfg), "--index", str(out / cache / "index.json"),
+                 *extra])
+
+
+@contextlib.contextmanager
+def _torch_state() -> Iterator[None]:
+    """Restore what `cache-buckets` with latents sets process-wide (thread count, determinism):
+    other tests share the process."""
+    import torch
+
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SDXL single file + config dir (untrained: only its VAE's posterior matters)."""
+    from kxl.model.config import SyntheticBase
+    from kxl.model.synth import TAGS_SCHEMA, synthesize_base
+
+    root = tmp_path_factory.mktemp("base")
+    tags = pl.DataFrame({"id": [1, 2], "name": ["1girl", "solo"], "type": [0, 0],
+                         "popularity": [2, 1]}, schema=TAGS_SCHEMA)
+    cfg = SyntheticBase(unet_channels=(32, 32, 64), te1_width=32, te1_layers=1, te2_width=64,
+                        te2_layers=1, vae_channels=(32, 32, 32, 32), vocab_size=600,
+                        vae_steps=0, unet_steps=0)
+    with _torch_state():
+        synthesize_base(cfg, tags, root / "base.safetensors", root / "config")
+    return root
 
 
 def test_assign_writes_the_documented_tables(images: Path, tmp_path: Path) -> None:
@@ -103,7 +137,7 @@ def test_cache_none_writes_only_the_index_and_removes_stale_files(
 
 
 @pytest.mark.parametrize("bad, needle", [
-    ({**CFG, "cache": "latents"}, "buckets.cache"),
+    ({**CFG, "cache": "latent"}, "buckets.cache"),
     ({**CFG, "crop": "centre"}, "unknown key(s) ['crop']"),
     ({**CFG, "crop_convention": "sgm"}, "buckets.crop_convention"),
     ({**CFG, "max_size": 48}, "max_size 48"),
@@ -121,3 +155,49 @@ def test_decoded_size_mismatch_is_refused(images: Path, tmp_path: Path, capsys) 
     Image.new("RGB", (10, 10)).save(images / "files/0013/13.png")
     assert _cache(images, out, CFG) == 2
     assert "13.png: decoded size 10x10 != recorded 64x64" in capsys.readouterr().err
+
+
+def test_latent_cache_is_the_base_vae_posterior_of_the_pixels(
+    images: Path, tmp_path: Path, base: Path
+) -> None:
+    """`cache: latents` stores, per bucket, the unscaled posterior (mean, std) that --base's VAE
+    gives for the very arrays `cache: pixels` stores; deterministic; names its base by sha256."""
+    import torch
+
+    from kxl.model.load import load_sdxl
+    from kxl.model.vae import encode_posterior
+
+    out = tmp_path / "buckets"
+    _assign(images, out, CFG)
+    assert _cache(images, out, CFG, cache="pixels") == 0
+    model = ["--base", str(base / "base.safetensors"), "--config-dir", str(base / "config")]
+    with _torch_state():
+        assert _cache(images, out, {**CFG, "cache": "latents"}, *model, "--batch-size", "2") == 0
+    index = json.loads((out / "cache/index.json").read_text())
+    assert index["storage"] == "latents" and index["scaled"] is False
+    assert index["base_sha256"] == sha256_file(base / "base.safetensors")
+    vae = load_sdxl(base / "base.safetensors", base / "config").vae.eval()
+    assert index["vae_scaling_factor"] == vae.config.scaling_factor
+    assert sum(e["count"] for e in index["files"]) == len(SIZES)
+    for e in index["files"]:
+        lat = load_file(str(out / "cache" / e["file"]))
+        px = load_file(str(out / "pixels" / e["file"]))
+        assert sha256_file(out / "cache" / e["file"]) == e["sha256"]
+        assert np.array_equal(lat["ids"], px["ids"]) and sorted(lat["ids"]) == list(lat["ids"])
+        n, h, w, _ = px["pixels"].shape
+        assert lat["mean"].shape == lat["std"].shape == (n, 4, h // 8, w // 8)
+        post = encode_posterior(vae, torch.from_numpy(px["pixels"]))
+        np.testing.assert_allclose(lat["mean"], post.mean.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(lat["std"], post.std.numpy(), rtol=0, atol=1e-5)
+    with _torch_state():  # a rerun gives the same bytes
+        assert _cache(images, out, {**CFG, "cache": "latents"}, *model, "--batch-size", "2") == 0
+    assert json.loads((out / "cache/index.json").read_text()) == index
+
+
+def test_latent_cache_needs_the_base(images: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "buckets"
+    _assign(images, out, CFG)
+    assert _cache(images, out, {**CFG, "cache": "latents"}) == 2
+    err = capsys.readouterr().err
+    assert "needs --base and --config-dir" in err and err.count("\n") == 1
+    assert not (out / "cache/index.json").exists()

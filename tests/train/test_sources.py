@@ -1,7 +1,10 @@
-"""Pixel sources: the bucket cache (`pixels`) and decoding images/files/... (`none`, the full
-run's storage) give identical arrays, so training is bit-identical whichever storage was used."""
+"""Image sources: the bucket cache (`pixels`) and decoding images/files/... (`none`, the full
+run's storage) give identical arrays, so training is bit-identical whichever storage was used;
+the `latents` cache holds those arrays' VAE posterior and trains the same LoKr (to rounding)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -12,16 +15,26 @@ from train_helpers import tiny_config
 from kxl.config import from_dict
 from kxl.errors import KxlError
 from kxl.train.config import TrainConfig
-from kxl.train.data import DecodedImages, PixelCache, load_plan_data, open_pixel_source
+from kxl.train.data import (
+    DecodedImages,
+    LatentCache,
+    PixelCache,
+    load_plan_data,
+    open_pixel_source,
+)
 
 STEPS = 3
+BASE_SHA = "ab" * 32  # what the latents cache says its base was; training must present the same
 
 
 @pytest.fixture(scope="module")
 def images(tiny_inputs, tmp_path_factory):
-    from kxl.train.testing import write_tiny_images
+    from kxl.train.testing import build_models, write_tiny_images
 
-    return write_tiny_images(tmp_path_factory.mktemp("images"), tiny_inputs["buckets"])
+    vae = build_models("tiny", seed=0).vae  # the VAE _train's models have
+    return write_tiny_images(
+        tmp_path_factory.mktemp("images"), tiny_inputs["buckets"], vae=vae, base_sha256=BASE_SHA
+    )
 
 
 def _source(tiny_inputs, images, storage: str, post_ids=None):
@@ -31,6 +44,7 @@ def _source(tiny_inputs, images, storage: str, post_ids=None):
         images["dataset"],
         images["images_root"],
         post_ids,
+        base_sha256=lambda: BASE_SHA,
     )
 
 
@@ -41,6 +55,7 @@ def _plan(inputs, rank: int, world: int):
 def test_index_picks_the_source(tiny_inputs, images) -> None:
     assert isinstance(_source(tiny_inputs, images, "pixels"), PixelCache)
     assert isinstance(_source(tiny_inputs, images, "none"), DecodedImages)
+    assert isinstance(_source(tiny_inputs, images, "latents"), LatentCache)
 
 
 def test_decoded_images_equal_the_pixel_cache(tiny_inputs, images) -> None:
@@ -81,12 +96,59 @@ def test_storage_none_needs_the_dataset(tiny_inputs, images) -> None:
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("{", "cannot read the bucket cache index"), ('{"storage": "latents"}', "'latents' is not")],
+    [("{", "cannot read the bucket cache index"), ('{"storage": "vae"}', "'vae' is not pixels")],
 )
 def test_bad_index_is_one_line(tiny_inputs, tmp_path, text, match) -> None:
     (tmp_path / "index.json").write_text(text)
     with pytest.raises(KxlError, match=match):
         open_pixel_source(tmp_path / "index.json", tiny_inputs["buckets"])
+
+
+def test_latent_cache_is_the_vae_posterior_of_the_pixel_cache(tiny_inputs, images) -> None:
+    """Each latents file holds, per id, the unscaled posterior of the pixel cache's array, even
+    though it was encoded in batches of 3 and this encodes each bucket in one call."""
+    from safetensors.numpy import load_file as load_np
+
+    from kxl.model.vae import encode_posterior
+    from kxl.train.testing import build_models
+
+    vae = build_models("tiny", seed=0).vae.eval()
+    index = json.loads(images["index_latents"].read_text())
+    assert index["storage"] == "latents" and len(index["files"]) == 2
+    for e in index["files"]:
+        lat = load_np(str(images["index_latents"].parent / e["file"]))
+        px = load_np(str(images["index_pixels"].parent / e["file"]))
+        n, h, w, _ = px["pixels"].shape
+        assert lat["ids"].dtype == np.int64 and np.array_equal(lat["ids"], px["ids"])
+        assert lat["mean"].dtype == lat["std"].dtype == np.float32
+        assert lat["mean"].shape == lat["std"].shape == (n, 4, h // 8, w // 8)
+        post = encode_posterior(vae, torch.from_numpy(px["pixels"]))
+        np.testing.assert_allclose(lat["mean"], post.mean.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(lat["std"], post.std.numpy(), rtol=0, atol=1e-5)
+        assert (lat["std"] > 0).all() and lat["mean"].std() > 0.01  # not a degenerate VAE
+
+
+def test_latent_cache_of_another_base_is_refused(tiny_inputs, images) -> None:
+    buckets = tiny_inputs["buckets"]
+    with pytest.raises(KxlError, match="another base model .* re-run cache-buckets") as e:
+        open_pixel_source(images["index_latents"], buckets, base_sha256=lambda: "cd" * 32)
+    assert "\n" not in str(e.value) and "abababababab" in str(e.value)
+    with pytest.raises(KxlError, match="needs the base model's sha256"):
+        open_pixel_source(images["index_latents"], buckets)
+    # the base is hashed only to check a latents cache (seconds for SDXL)
+    never = lambda: pytest.fail("hashed the base for a pixel cache")  # noqa: E731
+    assert isinstance(open_pixel_source(images["index_pixels"], buckets, base_sha256=never),
+                      PixelCache)
+
+
+def test_latent_index_with_a_missing_file_is_one_line(tiny_inputs, images, tmp_path) -> None:
+    index = json.loads(images["index_latents"].read_text())
+    (tmp_path / "index.json").write_text(json.dumps(index))  # its files are not beside it
+    with pytest.raises(KxlError, match="lists 000.safetensors but .* no such file") as e:
+        open_pixel_source(
+            tmp_path / "index.json", tiny_inputs["buckets"], base_sha256=lambda: BASE_SHA
+        )
+    assert "\n" not in str(e.value) and "re-run cache-buckets" in str(e.value)
 
 
 def _train(tiny_inputs, source, out) -> None:
@@ -129,3 +191,79 @@ def test_training_with_cache_none_is_bit_identical(tiny_inputs, images, tmp_path
     # step, loss, lr_text_encoder, lr_unet, grad_norm, scaler_scale (images_per_s is timing)
     assert [r.split(",")[:6] for r in rows[0]] == [r.split(",")[:6] for r in rows[1]]
     assert len(rows[0]) == STEPS and all(float(r.split(",")[4]) > 0 for r in rows[0])
+
+
+def _trainer(tiny_inputs, source, out):
+    from kxl.train.dist import World
+    from kxl.train.testing import build_models, stub_augment
+    from kxl.train.trainer import CaptionAug, Trainer
+
+    cfg = from_dict(TrainConfig, tiny_config(max_steps=STEPS), "train")
+    data = _plan(tiny_inputs, 0, 1)
+    world = World(0, 1, 0, torch.device("cpu"))
+    return Trainer(
+        build_models("tiny", seed=0), data, source, cfg, 1337, out, world, stub_augment,
+        CaptionAug(True, 0.15),
+    )
+
+
+def _grads(tiny_inputs, source, out) -> list[torch.Tensor]:
+    """Gradients of one optimizer step's micro-batches, at LoKr weights moved off their w2 = 0
+    start by the same seeded noise (else every w1 gradient is exactly zero)."""
+    trainer = _trainer(tiny_inputs, source, out)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in trainer.params:
+            p.add_(torch.randn(p.shape, generator=gen) * 1e-2)
+    for mb in trainer.data.micro_batches(int(trainer.data.steps[1])):
+        trainer.micro_loss(mb).backward()
+    return [torch.zeros_like(p) if p.grad is None else p.grad for p in trainer.params]
+
+
+def test_latents_give_the_pixel_gradients(tiny_inputs, images, tmp_path) -> None:
+    """Training math: the same posterior sample, noise and timesteps from the micro-batch's
+    generator, so every LoKr gradient matches; what differs is the cache's batching (3 images
+    per VAE call, not training's micro-batches): rounding of ~1e-6 of the largest gradient."""
+    a = _grads(tiny_inputs, _source(tiny_inputs, images, "pixels"), tmp_path / "pixels")
+    b = _grads(tiny_inputs, _source(tiny_inputs, images, "latents"), tmp_path / "latents")
+    assert len(a) == len(b) > 100
+    top = max(float(g.abs().max()) for g in a)
+    assert top > 0 and sum(bool(g.any()) for g in a) > 0.9 * len(a)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        torch.testing.assert_close(
+            y, x, rtol=1e-4, atol=1e-5 * top, msg=lambda m, i=i: f"param {i}: {m}"
+        )
+
+
+def test_training_with_cache_latents_matches_pixels(tiny_inputs, images, tmp_path, monkeypatch):
+    """Three optimizer steps: the same losses and gradient norms, the same LoKr up to Lion's
+    sign. Lion moves every element by lr * sign(update); where the update is ~0 (a gradient of
+    pure rounding noise) the caches' rounding can flip the sign, so a few elements differ by
+    whole steps of 2 * lr and the rest agree to rtol 1e-4."""
+    from diffusers import AutoencoderKL
+
+    _train(tiny_inputs, _source(tiny_inputs, images, "pixels"), tmp_path / "pixels")
+    encodes: list[int] = []
+    real = AutoencoderKL.encode
+    monkeypatch.setattr(AutoencoderKL, "encode", lambda *a, **k: encodes.append(1) or real(*a, **k))
+    _train(tiny_inputs, _source(tiny_inputs, images, "latents"), tmp_path / "latents")
+    assert encodes == []  # the latents path runs no VAE
+    rows = [
+        (tmp_path / d / "metrics.csv").read_text().splitlines()[1:] for d in ("pixels", "latents")
+    ]
+    # step, loss, lr_text_encoder, lr_unet, grad_norm: a shifted generator stream (another
+    # noise or timestep draw) changes the loss at step 0 by far more than this
+    cols = [np.array([[float(v) for v in r.split(",")[:5]] for r in part]) for part in rows]
+    assert cols[0].shape == (STEPS, 5) and (cols[0][:, 4] > 0).all()
+    np.testing.assert_allclose(cols[1], cols[0], rtol=1e-5)
+    a = load_file(str(tmp_path / "pixels/lokr.safetensors"))
+    b = load_file(str(tmp_path / "latents/lokr.safetensors"))
+    assert a.keys() == b.keys() and len(a) > 10
+    lr = tiny_config()["lr_unet"]
+    close = total = 0
+    for k in a:
+        diff = (a[k] - b[k]).abs()
+        close += int((diff <= 1e-6 + 1e-4 * a[k].abs()).sum())
+        total += diff.numel()
+        assert float(diff.max()) <= 2 * lr * STEPS + 1e-6, k
+    assert close >= 0.99 * total, (close, total)

@@ -1,10 +1,13 @@
-"""The bucket cache: resized + centre-cropped uint8 pixels, one safetensors file per bucket.
+"""The bucket cache: one safetensors file per bucket, of resized + centre-cropped images.
 
 Storage options (`buckets.cache`): `pixels` writes `cache/{bucket:03d}.safetensors` with `ids`
 int64 [n] (sorted) and `pixels` uint8 [n, h, w, 3]; `none` writes no pixels and training decodes
 `images/files/...` itself through `resize_and_crop` with the same recorded sizes, so both paths
-give the same arrays. `latents` (VAE latents, what sd-scripts caches) is planned once a VAE
-exists. `cache/index.json` lists what was written either way, so it is the rule's one output.
+give the same arrays. `latents` encodes those same arrays with the base model's VAE and stores
+the posterior, `mean` and `std` float32 [n, 4, h/8, w/8] (unscaled): unlike sd-scripts'
+`--cache_latents`, which freezes one sample per image, training still draws a fresh sample per
+step from its own generator, so the math is the pixel path's. `cache/index.json` lists what was
+written either way, so it is the rule's one output.
 
 Resize: sd-scripts 0.8.7 uses cv2 INTER_AREA. kxl uses Pillow (no OpenCV dependency): `box` is
 area averaging too, but Pillow's fixed-point rounding differs from cv2's, so pixels may differ by
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +53,81 @@ def resize_and_crop(
     return np.asarray(img, dtype=np.uint8)
 
 
-def write_pixel_cache(
-    images_root: Path, files: pl.DataFrame, buckets: pl.DataFrame, out_dir: Path, resample: str
-) -> list[dict[str, Any]]:
-    """Write one safetensors file per non-empty bucket; return their index entries."""
-    from safetensors.numpy import save_file
-
+def _bucket_parts(files: pl.DataFrame, buckets: pl.DataFrame) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(bucket, its rows sorted by id, with the dataset's `file`) for every non-empty bucket."""
     rows = buckets.join(files.select("id", "file"), on="id", how="left").sort("bucket", "id")
     missing = rows.filter(pl.col("file").is_null())
     if missing.height:
         raise KxlError(f"images/dataset.parquet: id {missing['id'][0]} is in buckets.parquet but "
                        "not in the dataset; re-run assign-buckets on this dataset")
-    entries = []
     for (b,), part in rows.group_by("bucket", maintain_order=True):  # one loop per bucket
-        pixels = np.stack([resize_and_crop(images_root / r["file"], r, resample)
-                           for r in part.iter_rows(named=True)])
-        name = f"{int(b):03d}.safetensors"
-        with atomic_path(out_dir / name) as tmp:
-            save_file({"ids": part["id"].to_numpy().astype(np.int64), "pixels": pixels}, str(tmp))
-            os.chmod(tmp, 0o644)  # safetensors creates 0600; match the other artifacts
-        entries.append({"bucket": int(b), "file": name, "count": part.height,
-                        "sha256": sha256_file(out_dir / name)})
+        yield int(b), part  # type: ignore[arg-type]
+
+
+def _bucket_pixels(images_root: Path, part: pl.DataFrame, resample: str) -> np.ndarray:
+    return np.stack([resize_and_crop(images_root / r["file"], r, resample)
+                     for r in part.iter_rows(named=True)])
+
+
+def _write_bucket(out_dir: Path, bucket: int, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Write one bucket's file atomically; return its index entry."""
+    from safetensors.numpy import save_file
+
+    name = f"{bucket:03d}.safetensors"
+    with atomic_path(out_dir / name) as tmp:
+        save_file(tensors, str(tmp))
+        os.chmod(tmp, 0o644)  # safetensors creates 0600; match the other artifacts
+    return {"bucket": bucket, "file": name, "count": len(tensors["ids"]),
+            "sha256": sha256_file(out_dir / name)}
+
+
+def write_pixel_cache(
+    images_root: Path, files: pl.DataFrame, buckets: pl.DataFrame, out_dir: Path, resample: str
+) -> list[dict[str, Any]]:
+    """Write one safetensors file per non-empty bucket; return their index entries."""
+    entries = []
+    for b, part in _bucket_parts(files, buckets):
+        pixels = _bucket_pixels(images_root, part, resample)
+        ids = part["id"].to_numpy().astype(np.int64)
+        entries.append(_write_bucket(out_dir, b, {"ids": ids, "pixels": pixels}))
+    return entries
+
+
+def write_latent_cache(
+    images_root: Path,
+    files: pl.DataFrame,
+    buckets: pl.DataFrame,
+    out_dir: Path,
+    resample: str,
+    vae: Any,
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """Encode each bucket's pixel-cache arrays with `vae` (in eval mode, on its device) in
+    batches of `batch_size`; write their posterior mean/std per bucket; return index entries."""
+    import torch
+    from tqdm import tqdm
+
+    from kxl.model.vae import encode_posterior
+
+    if batch_size < 1:
+        raise KxlError(f"cache-buckets: --batch-size {batch_size} must be >= 1")
+    device = next(vae.parameters()).device
+    vae.eval()
+    entries = []
+    with tqdm(total=buckets.height, desc="encode latents", unit="img", mininterval=10) as bar:
+        for b, part in _bucket_parts(files, buckets):
+            mean, std = [], []
+            for lo in range(0, part.height, batch_size):
+                px = _bucket_pixels(images_root, part.slice(lo, batch_size), resample)
+                post = encode_posterior(vae, torch.from_numpy(px).to(device))
+                # contiguous: the posterior is a strided view (chunk of the encoder output,
+                # which may be channels-last), and safetensors stores the raw buffer
+                mean.append(post.mean.float().cpu().contiguous().numpy())
+                std.append(post.std.float().cpu().contiguous().numpy())
+                bar.update(len(px))
+            ids = part["id"].to_numpy().astype(np.int64)
+            tensors = {"ids": ids, "mean": np.concatenate(mean), "std": np.concatenate(std)}
+            entries.append(_write_bucket(out_dir, b, tensors))
     return entries
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--images-root", required=True, help="folder that dataset 'file' is under")
     c.add_argument("--config-json", required=True, help="the buckets: config section as JSON")
     c.add_argument("--index", required=True, help="cache/index.json (files go beside it)")
+    c.add_argument("--base", help="SDXL single file whose VAE encodes (cache: latents)")
+    c.add_argument("--config-dir", help="diffusers configs of --base (cache: latents)")
+    c.add_argument("--batch-size", type=int, default=8, help="images per VAE call (latents)")
+    c.add_argument("--threads", type=int, default=1, help="torch CPU threads (latents)")
+    c.add_argument("--device", default="cpu", help="torch device of the VAE (latents)")
     c.set_defaults(func=_cache)
 
 
@@ -66,13 +76,54 @@ def _cache(args: argparse.Namespace) -> int:
 
     cfg = section_from_json(BucketsConfig, args.config_json, "buckets")
     out_dir = Path(args.index).parent
-    entries = []
-    if cfg.cache == "pixels":
+    entries: list[dict[str, Any]] = []
+    index: dict[str, Any] = {"storage": cfg.cache, "resample": cfg.resample}
+    inputs = [args.dataset, args.buckets]
+    if cfg.cache != "none":
         files = read_table(args.dataset, DATASET_SCHEMA)
-        entries = write_pixel_cache(Path(args.images_root), files,
-                                    read_table(args.buckets, BUCKETS_SCHEMA), out_dir, cfg.resample)
+        buckets = read_table(args.buckets, BUCKETS_SCHEMA)
+    if cfg.cache == "pixels":
+        entries = write_pixel_cache(Path(args.images_root), files, buckets, out_dir, cfg.resample)
+    elif cfg.cache == "latents":
+        entries, latent_meta = _latents(args, files, buckets, out_dir, cfg.resample)
+        index.update(latent_meta)
+        inputs += [args.base, args.config_dir]
     remove_stale(out_dir, {e["file"] for e in entries})
-    write_json(args.index, {"storage": cfg.cache, "resample": cfg.resample, "files": entries})
-    record("buckets", [args.index], [args.dataset, args.buckets], to_dict(cfg))
+    write_json(args.index, {**index, "files": entries})
+    record("buckets", [args.index], inputs, to_dict(cfg))
     print(f"bucket cache: storage={cfg.cache}, {len(entries)} file(s)")
     return 0
+
+
+def _latents(
+    args: argparse.Namespace, files: pl.DataFrame, buckets: pl.DataFrame, out_dir: Path,
+    resample: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Encode the cache with --base's VAE; return the index entries and what index.json must
+    say about the model (training refuses a cache of another base by its sha256)."""
+    import torch
+
+    from kxl.buckets.cache import write_latent_cache
+    from kxl.errors import KxlError
+    from kxl.hashing import sha256_file
+    from kxl.model.load import load_sdxl
+    from kxl.model.synth import deterministic_cpu
+
+    if not args.base or not args.config_dir:
+        raise KxlError(f"{args.index}: buckets.cache latents needs --base and --config-dir "
+                       "(the SDXL file whose VAE encodes the images)")
+    # bit-identical reruns: fixed thread count (reductions split by thread), deterministic kernels
+    if args.device != "cpu":  # CUDA's deterministic matmuls need a fixed cuBLAS workspace
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    deterministic_cpu(args.threads)
+    vae = load_sdxl(args.base, args.config_dir, device=args.device, dtype=torch.float32).vae
+    entries = write_latent_cache(Path(args.images_root), files, buckets, out_dir, resample, vae,
+                                 args.batch_size)
+    meta = {
+        "base_sha256": sha256_file(args.base),
+        # recorded, not applied: the files hold the unscaled posterior, training scales samples
+        "vae_scaling_factor": float(vae.config.scaling_factor),
+        "scaled": False,
+        "batch_size": args.batch_size,
+    }
+    return entries, meta

@@ -8,7 +8,7 @@ from typing import Literal
 from kxl.errors import KxlError
 
 CropConvention = Literal["kohya-0.8.7", "correct"]
-CacheMode = Literal["pixels", "none"]
+CacheMode = Literal["pixels", "none", "latents"]
 Resample = Literal["box", "lanczos"]
 
 
@@ -26,7 +26,8 @@ class BucketsConfig:
     # correct: the offset of the centre crop actually made, as the SDXL paper defines it.
     crop_convention: CropConvention = "correct"
     # pixels: resized+cropped uint8 images per bucket in safetensors; none: training decodes
-    # the image files and applies the recorded resize/crop itself. (latents: planned.)
+    # the image files and applies the recorded resize/crop itself; latents: those pixels' VAE
+    # posterior (mean, std) per bucket, encoded once with the base model's VAE.
     cache: CacheMode = "none"
     # Pillow filter for the resize; sd-scripts uses cv2 INTER_AREA (box = area averaging).
     resample: Resample = "box"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -13,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", required=True)
     p.add_argument("--buckets", required=True, help="buckets.parquet (size conditioning)")
     p.add_argument("--cache-index", required=True, help="buckets/cache/index.json (its storage "
-                   "picks the pixel source: the cache beside it, or decoding the images)")
+                   "picks the image source: the pixel or latent cache beside it, or decoding "
+                   "the images)")
     p.add_argument("--dataset", help="images/dataset.parquet (needed for storage none)")
     p.add_argument("--images-root", help="folder the dataset's `file` is under (storage none)")
     p.add_argument("--captions", required=True)
@@ -28,15 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def run_inputs(args: argparse.Namespace) -> dict[str, str]:
+def run_inputs(
+    args: argparse.Namespace, sha256: Callable[[str], str] | None = None
+) -> dict[str, str]:
     """sha256 of each input file that shapes the run; checkpoints record them, and a checkpoint
     of other inputs is not resumed (the plan is checked by its rows instead: another W with
-    the same W*A is the same run)."""
+    the same W*A is the same run). `sha256`: a caching hasher, so no file is read twice."""
     from kxl.hashing import sha256_file
 
+    digest = sha256 or sha256_file
     files = {"base": args.base, "captions": args.captions, "buckets": args.buckets,
              "pixels": args.cache_index, "dataset": args.dataset}
-    return {name: sha256_file(path) for name, path in files.items() if path}
+    return {name: digest(path) for name, path in files.items() if path}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -45,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     from kxl.captions.augment import augment
     from kxl.config import from_dict, section_from_json, to_dict
     from kxl.errors import KxlError
+    from kxl.hashing import sha256_file
     from kxl.model.load import load_sdxl
     from kxl.provenance import record
     from kxl.train.config import TrainConfig
@@ -68,11 +75,13 @@ def _run(args: argparse.Namespace) -> int:
     world = init_world(want_cuda=True)
     log = lambda msg: print(f"[rank {world.rank}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     data = load_plan_data(args.plan, args.captions, args.buckets, world.rank, world.size)
+    # the base (~7 GB for SDXL) is hashed once: for a latents cache's check, then for `inputs`
+    sha256 = functools.cache(sha256_file)
     pixels = open_pixel_source(  # decodes (storage none) only this rank's plan rows
         args.cache_index, args.buckets, args.dataset, args.images_root,
-        data.rows["post_id"].to_numpy(),
+        data.rows["post_id"].to_numpy(), base_sha256=lambda: sha256(args.base),
     )
-    inputs = run_inputs(args)
+    inputs = run_inputs(args, sha256)
     models = load_sdxl(args.base, args.config_dir, device=str(world.device), dtype=torch.float32)
     trainer = Trainer(
         models,

@@ -4,17 +4,20 @@ The plan (docs/formats.md section 7) fixes, per optimizer step, which post every
 slot) sees. A run with W processes takes the plan ranks r with r % W == its rank, so a plan
 made for W_plan x A and a run on W x (W_plan / W * A) train on the same micro-batches.
 
-Pixels come from a `PixelSource`, chosen by `open_pixel_source` from buckets/cache/index.json:
+Images come from a `PixelSource`, chosen by `open_pixel_source` from buckets/cache/index.json:
 `PixelCache` reads the `pixels` storage, `DecodedImages` (storage `none`, the full run) decodes
 images/files/... with the recorded resize + crop (kxl.buckets.cache.resize_and_crop, the same
-function that writes the cache), so both give identical arrays. Either is asked only for the
-micro-batches of this process at the current step.
+function that writes the cache), so both give identical arrays. `LatentCache` (storage
+`latents`) gives those arrays' VAE posterior instead (kxl.model.vae.Posterior), and the trainer
+samples it without running the VAE. Each is asked only for the micro-batches of this process at
+the current step.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -159,13 +162,17 @@ def _micro(step: int, rank: int, micro: int, g: pl.DataFrame) -> MicroBatch:
 
 
 class PixelSource(Protocol):
-    """uint8 pixels [n, h, w, 3] (a torch tensor) of `post_ids` of one bucket, in that order."""
+    """Images of `post_ids` of one bucket, in that order: uint8 pixels [n, h, w, 3] (a torch
+    tensor), or for storage `latents` their VAE posterior (kxl.model.vae.Posterior)."""
 
     def get(self, bucket: int, post_ids: np.ndarray) -> Any: ...
 
 
-class PixelCache:
-    """Reads rows of buckets/cache/{bucket:03d}.safetensors (ids int64 [n], pixels uint8)."""
+class _BucketFiles:
+    """Rows by post id of buckets/cache/{bucket:03d}.safetensors (ids int64 [n] + per-row
+    tensors), read one slice per image so a step touches only its own rows."""
+
+    storage = ""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -181,15 +188,16 @@ class PixelCache:
             path = self._file(bucket)
             if not path.is_file():
                 raise KxlError(
-                    f"{path}: bucket cache missing; run the buckets stage with cache: pixels"
+                    f"{path}: bucket cache missing; run the buckets stage with cache: "
+                    f"{self.storage}"
                 )
             with safe_open(str(path), "np") as f:
                 ids = f.get_tensor("ids")
             self._index[bucket] = {int(v): i for i, v in enumerate(ids)}
         return self._index[bucket]
 
-    def get(self, bucket: int, post_ids: np.ndarray) -> Any:
-        """uint8 torch tensor [n, h, w, 3] for `post_ids` in that order."""
+    def _rows(self, bucket: int, post_ids: np.ndarray, names: tuple[str, ...]) -> list[Any]:
+        """Torch tensors `names` [n, ...] for `post_ids` in that order."""
         import torch
         from safetensors import safe_open
 
@@ -197,9 +205,34 @@ class PixelCache:
         missing = [int(p) for p in post_ids if int(p) not in index]
         if missing:
             raise KxlError(f"{self._file(bucket)}: post_id {missing[0]} not in the bucket cache")
+        rows = [index[int(p)] for p in post_ids]
         with safe_open(str(self._file(bucket)), "pt") as f:
-            sl = f.get_slice("pixels")
-            return torch.cat([sl[index[int(p)] : index[int(p)] + 1] for p in post_ids])
+            slices = [f.get_slice(n) for n in names]
+            return [torch.cat([sl[i : i + 1] for i in rows]) for sl in slices]
+
+
+class PixelCache(_BucketFiles):
+    """Reads rows of buckets/cache/{bucket:03d}.safetensors (ids int64 [n], pixels uint8)."""
+
+    storage = "pixels"
+
+    def get(self, bucket: int, post_ids: np.ndarray) -> Any:
+        """uint8 torch tensor [n, h, w, 3] for `post_ids` in that order."""
+        return self._rows(bucket, post_ids, ("pixels",))[0]
+
+
+class LatentCache(_BucketFiles):
+    """Reads rows of buckets/cache/{bucket:03d}.safetensors (ids int64 [n], VAE posterior
+    `mean` and `std` float32 [n, 4, h/8, w/8], unscaled)."""
+
+    storage = "latents"
+
+    def get(self, bucket: int, post_ids: np.ndarray) -> Any:
+        """kxl.model.vae.Posterior of `post_ids` in that order (CPU tensors)."""
+        from kxl.model.vae import Posterior
+
+        mean, std = self._rows(bucket, post_ids, ("mean", "std"))
+        return Posterior(mean, std)
 
 
 def load_plan_data(
@@ -281,9 +314,13 @@ def open_pixel_source(
     dataset: str | Path | None = None,
     images_root: str | Path | None = None,
     post_ids: np.ndarray | None = None,
+    base_sha256: Callable[[], str] | None = None,
 ) -> PixelSource:
-    """The pixel source buckets/cache/index.json names: its folder's safetensors for storage
-    `pixels`, decoding `images_root`/<dataset file> for `none` (dataset and images_root needed)."""
+    """The image source buckets/cache/index.json names: its folder's safetensors for storage
+    `pixels` or `latents` (the base model training loads, whose sha256 `base_sha256()` gives,
+    must be the one the latents were encoded with; called only then: hashing SDXL takes
+    seconds), decoding `images_root`/<dataset file> for `none` (dataset and images_root
+    needed)."""
     from kxl.buckets.schema import BUCKETS_SCHEMA, DATASET_SCHEMA
 
     path = Path(index)
@@ -296,8 +333,12 @@ def open_pixel_source(
     storage = meta.get("storage") if isinstance(meta, dict) else None
     if storage == "pixels":
         return PixelCache(path.parent)
+    if storage == "latents":
+        return _latent_cache(path, meta, base_sha256)
     if storage != "none":
-        raise KxlError(f"{path}: storage {storage!r} is not pixels or none; re-run cache-buckets")
+        raise KxlError(
+            f"{path}: storage {storage!r} is not pixels, latents or none; re-run cache-buckets"
+        )
     if dataset is None or images_root is None:
         raise KxlError(
             f"{path}: storage none means training decodes the images; pass --dataset "
@@ -313,3 +354,25 @@ def open_pixel_source(
         resample,
         post_ids,
     )
+
+
+def _latent_cache(
+    path: Path, meta: dict[str, Any], base_sha256: Callable[[], str] | None
+) -> LatentCache:
+    """Latents encoded by another VAE would train silently on the wrong latent space: refuse
+    them, and a cache whose listed files are gone (before step 0, not mid-run)."""
+    if base_sha256 is None:
+        raise KxlError(f"{path}: storage latents needs the base model's sha256 to check the "
+                       "cache against; pass --base")
+    made, now = meta.get("base_sha256"), base_sha256()
+    if made != now:
+        raise KxlError(f"{path}: latents were encoded with another base model (sha256 "
+                       f"{str(made)[:12]}..., training loads {now[:12]}...); re-run cache-buckets")
+    files = meta.get("files")
+    if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
+        raise KxlError(f"{path}: 'files' is not a list of entries; re-run cache-buckets")
+    for e in files:
+        if not (path.parent / str(e.get("file"))).is_file():
+            raise KxlError(f"{path}: lists {e.get('file')} but {path.parent} has no such file; "
+                           "re-run cache-buckets")
+    return LatentCache(path.parent)

@@ -246,10 +246,13 @@ def write_tiny_inputs(
     }
 
 
-def write_tiny_images(root: Any, buckets: Any, seed: int = 0) -> dict[str, Any]:
+def write_tiny_images(
+    root: Any, buckets: Any, seed: int = 0, vae: Any = None, base_sha256: str = "0" * 64
+) -> dict[str, Any]:
     """Images of `buckets` (a write_tiny_inputs buckets.parquet) at their original sizes, in the
     images stage's layout, and bucket caches of both storages made by the buckets stage's own
-    writer: `cache_pixels/index.json` (+ safetensors beside it) and `cache_none/index.json`."""
+    writer: `cache_pixels/index.json` (+ safetensors beside it) and `cache_none/index.json`;
+    with a `vae` also `cache_latents/index.json` (its posterior, recorded as `base_sha256`'s)."""
     import json
     from pathlib import Path
 
@@ -257,7 +260,7 @@ def write_tiny_images(root: Any, buckets: Any, seed: int = 0) -> dict[str, Any]:
     import polars as pl
     from PIL import Image
 
-    from kxl.buckets.cache import write_pixel_cache
+    from kxl.buckets.cache import write_latent_cache, write_pixel_cache
     from kxl.buckets.schema import BUCKETS_SCHEMA, DATASET_SCHEMA
     from kxl.hashing import sha256_file
     from kxl.tables import read_table, write_table
@@ -282,11 +285,17 @@ def write_tiny_images(root: Any, buckets: Any, seed: int = 0) -> dict[str, Any]:
     )
     write_table(ds, root / "dataset.parquet", DATASET_SCHEMA)
     out = {"dataset": root / "dataset.parquet", "images_root": root}
-    for storage in ("pixels", "none"):
+    for storage in ("pixels", "none", "latents")[: 3 if vae is not None else 2]:
         folder = root / f"cache_{storage}"
         folder.mkdir(exist_ok=True)
-        entries = write_pixel_cache(root, ds, bk, folder, "box") if storage == "pixels" else []
-        index = {"storage": storage, "resample": "box", "files": entries}
+        index: dict[str, Any] = {"storage": storage, "resample": "box"}
+        if storage == "pixels":
+            index["files"] = write_pixel_cache(root, ds, bk, folder, "box")
+        elif storage == "latents":  # batch 3: batches that differ from training's micro-batches
+            index["files"] = write_latent_cache(root, ds, bk, folder, "box", vae, 3)
+            index["base_sha256"] = base_sha256
+        else:
+            index["files"] = []
         (folder / "index.json").write_text(json.dumps(index))
         out[f"index_{storage}"] = folder / "index.json"
     return out

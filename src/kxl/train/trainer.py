@@ -1,8 +1,8 @@
 """The training loop: collaborators named up front, one short loop over plan steps.
 
-Every micro-batch draws its VAE sample, noise, noise offset and timesteps from a generator
-derived from (seed, step, plan rank, micro), so the run is a pure function of the plan position
-and a resume from any checkpoint continues bit-identically on CPU.
+Every micro-batch draws its VAE posterior sample, noise, noise offset and timesteps from a
+generator derived from (seed, step, plan rank, micro), so the run is a pure function of the plan
+position and a resume from any checkpoint continues bit-identically on CPU.
 """
 
 from __future__ import annotations
@@ -255,10 +255,7 @@ class Trainer:
         gen = micro_generator(
             self.seed, mb.step, mb.rank, mb.micro, cfg.rng_streams == "shared", dev
         )
-        px = self.pixels.get(mb.bucket, mb.post_ids).to(dev)
-        x = px.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        with torch.no_grad():
-            latents = self.m.vae.encode(x).latent_dist.sample(generator=gen) * self.vae_scale
+        latents = self.latents(mb, gen)
         noise, t = draw_noise(tuple(latents.shape), cfg.noise_offset, cfg.num_train_timesteps, gen)
         noisy = add_noise(latents, noise, self.acp, t)
         caps = [
@@ -278,6 +275,23 @@ class Trainer:
         if cfg.min_snr_gamma:
             loss = loss * min_snr_weight(self.snr[t], cfg.min_snr_gamma)
         return loss.mean()
+
+    def latents(self, mb: MicroBatch, gen: Any) -> Any:
+        """Scaled VAE latents of the micro-batch: one posterior sample drawn from `gen` (its
+        first draw), encoded now from pixels or read from a latents cache. Both draw the same
+        randn from `gen`, so everything drawn after it is the same whichever storage is used."""
+        import torch
+
+        from kxl.model.vae import Posterior, sample_posterior, vae_input
+
+        dev = self.world.device
+        got = self.pixels.get(mb.bucket, mb.post_ids)
+        if isinstance(got, Posterior):
+            post = Posterior(got.mean.to(dev, torch.float32), got.std.to(dev, torch.float32))
+            return sample_posterior(post, gen) * self.vae_scale
+        with torch.no_grad():
+            dist = self.m.vae.encode(vae_input(got.to(dev))).latent_dist
+            return dist.sample(generator=gen) * self.vae_scale
 
     def step(self, index: int) -> dict[str, Any]:
         import torch
