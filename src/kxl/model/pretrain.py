@@ -5,12 +5,16 @@
   dataset's characters. The fine-tune leaves the VAE frozen, like SDXL's, whose VAE already
   reconstructs anime pictures well; a VAE pretrained on generic gradients alone came out
   colourless on these pictures (saturated shapes turned grey), and nothing downstream could
-  then draw a character's colours.
+  then draw a character's colours. It gets the most steps: its reconstructions bound what any
+  generated picture can score (CCIP on VAE round trips of the eval references: 0.37 after 1000
+  steps, 0.57 after 2500 with a decaying lr).
 - The UNet then learns epsilon prediction on the latents of procedurally generated pictures
   (colour gradients with a circle, square, ring or stripes), conditioned on generic captions
   ("red circle, blue background"). The synthetic danbooru images and their tags are
   deliberately NOT used, so the fine-tune later has something to learn: which tag names which
-  drawing.
+  drawing. The pictures are encoded once into a pool (latents and both encoders' outputs), so a
+  step runs the UNet alone; 10% of samples see the empty caption, so classifier-free guidance
+  has an unconditional model to push away from.
 All randomness comes from one explicit generator per phase.
 """
 
