@@ -123,9 +123,12 @@ def test_latent_cache_is_the_vae_posterior_of_the_pixel_cache(tiny_inputs, image
         assert lat["mean"].dtype == lat["std"].dtype == np.float32
         assert lat["mean"].shape == lat["std"].shape == (n, 4, h // 8, w // 8)
         post = encode_posterior(vae, torch.from_numpy(px["pixels"]))
-        np.testing.assert_allclose(lat["mean"], post.mean.numpy(), rtol=0, atol=1e-5)
-        np.testing.assert_allclose(lat["std"], post.std.numpy(), rtol=0, atol=1e-5)
-        assert (lat["std"] > 0).all() and lat["mean"].std() > 0.01  # not a degenerate VAE
+        # Batches of 3 vs one call, and whatever thread count earlier tests left, split the
+        # reductions differently: up to 2e-4 apart in a full-suite run. A wrong row, bucket or
+        # layout is off by about the values' spread (std > 0.05, asserted below; ~0.2 here).
+        np.testing.assert_allclose(lat["mean"], post.mean.numpy(), rtol=0, atol=2e-3)
+        np.testing.assert_allclose(lat["std"], post.std.numpy(), rtol=0, atol=2e-3)
+        assert (lat["std"] > 0).all() and lat["mean"].std() > 0.05  # not a degenerate VAE
 
 
 def test_latent_cache_of_another_base_is_refused(tiny_inputs, images) -> None:
