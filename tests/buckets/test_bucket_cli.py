@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import polars as pl
 import pytest
 from PIL import Image
 from safetensors.numpy import load_file
+from torch_state import torch_state
 
 from kxl.buckets.cache import resize_and_crop
 from kxl.buckets.schema import BUCKET_SET_SCHEMA, BUCKETS_SCHEMA, DATASET_SCHEMA
@@ -52,20 +51,6 @@ def _cache(images: Path, out: Path, cfg: dict, *extra: str, cache: str = "cache"
                  *extra])
 
 
-@contextlib.contextmanager
-def _torch_state() -> Iterator[None]:
-    """Restore what `cache-buckets` with latents sets process-wide (thread count, determinism):
-    other tests share the process."""
-    import torch
-
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SDXL single file + config dir (untrained: only its VAE's posterior matters)."""
@@ -78,7 +63,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = SyntheticBase(unet_channels=(32, 32, 64), te1_width=32, te1_layers=1, te2_width=64,
                         te2_layers=1, vae_channels=(32, 32, 32, 32), vocab_size=600,
                         vae_steps=0, unet_steps=0)
-    with _torch_state():
+    with torch_state():
         synthesize_base(cfg, tags, root / "base.safetensors", root / "config")
     return root
 
@@ -171,7 +156,7 @@ def test_latent_cache_is_the_base_vae_posterior_of_the_pixels(
     _assign(images, out, CFG)
     assert _cache(images, out, CFG, cache="pixels") == 0
     model = ["--base", str(base / "base.safetensors"), "--config-dir", str(base / "config")]
-    with _torch_state():
+    with torch_state():
         assert _cache(images, out, {**CFG, "cache": "latents"}, *model, "--batch-size", "2") == 0
     index = json.loads((out / "cache/index.json").read_text())
     assert index["storage"] == "latents" and index["scaled"] is False
@@ -189,7 +174,7 @@ def test_latent_cache_is_the_base_vae_posterior_of_the_pixels(
         post = encode_posterior(vae, torch.from_numpy(px["pixels"]))
         np.testing.assert_allclose(lat["mean"], post.mean.numpy(), rtol=0, atol=1e-5)
         np.testing.assert_allclose(lat["std"], post.std.numpy(), rtol=0, atol=1e-5)
-    with _torch_state():  # a rerun gives the same bytes
+    with torch_state():  # a rerun gives the same bytes
         assert _cache(images, out, {**CFG, "cache": "latents"}, *model, "--batch-size", "2") == 0
     assert json.loads((out / "cache/index.json").read_text()) == index
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
+from torch_state import torch_state
 
 from kxl.model.config import SyntheticBase
 from kxl.tables import write_table
@@ -63,15 +62,3 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> BuiltBase:
     return BuiltBase(root, tags, root / "base.safetensors", root / "config", report)
 
 
-@contextlib.contextmanager
-def torch_state() -> Iterator[None]:
-    """Restore torch's process-wide thread count and determinism flag (other stages' tests
-    share the process)."""
-    import torch
-
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)

@@ -8,12 +8,13 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+from torch_state import torch_state
 
 from kxl.model import sgm, tiny
 from kxl.model.load import load_sdxl, save_sdxl_single_file
 from kxl.model.st_io import read_header
 
-from .conftest import TEST_CFG, BuiltBase, torch_state
+from .conftest import TEST_CFG, BuiltBase
 
 
 @pytest.fixture(scope="module")

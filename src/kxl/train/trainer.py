@@ -282,16 +282,13 @@ class Trainer:
         randn from `gen`, so everything drawn after it is the same whichever storage is used."""
         import torch
 
-        from kxl.model.vae import Posterior, sample_posterior, vae_input
+        from kxl.model.vae import Posterior, encode_posterior, sample_posterior
 
         dev = self.world.device
         got = self.pixels.get(mb.bucket, mb.post_ids)
-        if isinstance(got, Posterior):
-            post = Posterior(got.mean.to(dev, torch.float32), got.std.to(dev, torch.float32))
-            return sample_posterior(post, gen) * self.vae_scale
-        with torch.no_grad():
-            dist = self.m.vae.encode(vae_input(got.to(dev))).latent_dist
-            return dist.sample(generator=gen) * self.vae_scale
+        post = got if isinstance(got, Posterior) else encode_posterior(self.m.vae, got.to(dev))
+        post = Posterior(post.mean.to(dev, torch.float32), post.std.to(dev, torch.float32))
+        return sample_posterior(post, gen) * self.vae_scale
 
     def step(self, index: int) -> dict[str, Any]:
         import torch
