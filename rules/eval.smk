@@ -71,6 +71,43 @@ rule ccip_generate:
         " --seed {params.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
 
 
+rule ccip_conditioning:
+    input:
+        characters=f"{CCIP}/characters.parquet",
+        refs=f"{CCIP}/refs.parquet",
+        images="results/images/files",
+        model=lambda w: EVAL_MODELS[w.model]["path"],
+        config_dir=lambda w: EVAL_MODELS[w.model].get("config_dir", "results/base/config"),
+    output:
+        f"{CCIP}/conditioning/{{model}}.json",
+    log:
+        "logs/eval/ccip_conditioning_{model}.log",
+    benchmark:
+        "logs/benchmarks/ccip_conditioning_{model}.tsv"
+    params:
+        kxl=EVAL_KXL,
+        gen=json.dumps({k: v for k, v in EVAL["generate"].items() if k != "models"},
+                       sort_keys=True, separators=(",", ":")),
+        cfg=json.dumps(EVAL.get("conditioning", {}), sort_keys=True, separators=(",", ":")),
+        seed=config["seed"],
+    wildcard_constraints:
+        model="[A-Za-z0-9_.-]+",
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=720,
+        gpu=1 if config["metadata"]["source"] != "synthetic" else 0,
+        cpus_per_gpu=4,
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "{params.kxl} ccip-conditioning --characters {input.characters} --refs {input.refs}"
+        " --images-root results/images --name {wildcards.model} --model {input.model}"
+        " --config-dir {input.config_dir} --generate-json {params.gen:q}"
+        " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
 rule ccip_model_files:
     output:
         directory("results/eval/hf-cache"),
@@ -132,6 +169,7 @@ rule ccip_report:
         summary=f"{CCIP}/summary.json",
         images="results/images/files",
         generated=expand(f"{CCIP}/generated/{{model}}", model=list(EVAL_MODELS)),
+        conditioning=expand(f"{CCIP}/conditioning/{{model}}.json", model=list(EVAL_MODELS)),
     output:
         report(f"{CCIP}/report.html", category="CCIP evaluation"),
     log:
@@ -150,4 +188,5 @@ rule ccip_report:
     shell:
         "{params.kxl} ccip-report --scores {input.scores} --characters {input.characters}"
         " --refs {input.refs} --images-root results/images --summary {input.summary}"
-        " --generated {input.generated} --examples {params.examples} --out {output} > {log} 2>&1"
+        " --generated {input.generated} --conditioning {input.conditioning}"
+        " --examples {params.examples} --out {output} > {log} 2>&1"

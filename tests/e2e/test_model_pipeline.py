@@ -73,3 +73,10 @@ def test_merged_model_beats_the_base_on_ccip(default_run: Workflow) -> None:
     report = (root / "report.html").read_text()
     assert "A stand-in was used for the CCIP model." in report
     assert "gap = epsilon &minus; base" in report
+    # the prompt-conditioning probe ran on both models, on the same references and prompts
+    probes = [json.loads((root / "conditioning" / f"{m}.json").read_text())
+              for m in ("base", "epsilon")]
+    for p in probes:
+        assert p["candidates"] == 6 and p["images"] == probes[0]["images"] >= 6, p
+        assert [t["timestep"] for t in p["timesteps"]] == [200, 500, 800]
+    assert "Does the model know the characters?" in report

@@ -13,10 +13,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from eval_fixtures import needs_eval_env, render_character, run_eval_kxl, save_png
 
+from kxl.eval import conditioning
 from kxl.eval.characters import CHARACTERS_SCHEMA, REFS_SCHEMA
 from kxl.eval.generate import IMAGES_SCHEMA
 from kxl.tables import write_table
@@ -71,11 +73,18 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "--out", str(root / "scores.parquet"), "--csv", str(root / "scores.csv"),
         "--summary", str(root / "summary.json"))
     assert res.returncode == 0, res.stderr
+    probes = []
+    for name, err in (("wrong", [[1.0, 1.0], [1.0, 1.0]]), ("right", [[0.8, 1.0], [0.9, 1.0]])):
+        result = {"model": name, **conditioning.summarize(
+            np.array([err]), [500], np.array([0, 1]), chars)}
+        probes.append(root / f"{name}.json")
+        probes[-1].write_text(json.dumps(result))
     res = run_eval_kxl(
         "ccip-report", "--scores", str(root / "scores.parquet"),
         "--characters", str(root / "characters.parquet"), "--refs", str(root / "refs.parquet"),
         "--images-root", str(root / "images"), "--summary", str(root / "summary.json"),
-        "--generated", *map(str, gens), "--examples", "1", "--out", str(root / "report.html"))
+        "--generated", *map(str, gens), "--conditioning", *map(str, probes), "--examples", "1",
+        "--out", str(root / "report.html"))
     assert res.returncode == 0, res.stderr
     return {"root": root}
 
@@ -144,6 +153,10 @@ def test_report_is_self_contained(scored: dict[str, Path]) -> None:
     assert "http://" not in page and "https://" not in page
     assert page.count("data:image/png;base64,") >= 2 * (N_REFS + 2 * N_GEN)
     assert "right</b> beats <b>wrong" in page
+    # the conditioning probe: right's errors (0.85 vs 1.0) -> +15.00%, wrong's none
+    assert "Does the model know the characters?" in page
+    assert re.search(r"<td>right</td><td class=num>\+15\.00%</td>", page)
+    assert re.search(r"<td>wrong</td><td class=num>\+0\.00%</td>", page)
 
 
 @pytest.fixture(scope="session")
@@ -171,6 +184,7 @@ def test_report_renders_in_headless_chromium(
     assert 'data-ready="1"' in dom  # the page's script ran to its end
     assert re.search(r'<table id="characters"[^>]*data-sorted="\d+:desc"', dom)
     assert dom.count("<tr>") >= 1 + len(NAMES)
+    assert '<table id="conditioning">' in dom
     assert dom.count("<img") >= 2 * (N_REFS + 2 * N_GEN)
     console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console

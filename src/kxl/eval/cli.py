@@ -19,6 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_generate)
 
+    p = sub.add_parser("ccip-conditioning",
+                       help="prompt-conditioning probe: does a model know the characters?")
+    for a in ("--characters", "--refs", "--images-root", "--name", "--model", "--config-dir",
+              "--generate-json", "--config-json", "--out"):
+        p.add_argument(a, required=True)
+    p.add_argument("--seed", type=int, required=True, help="the run seed")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_conditioning)
+
     for cmd, text in (("ccip-standin", "write the offline stand-in CCIP models (HF cache layout)"),
                       ("ccip-fetch", "download the pinned deepghs/ccip_onnx files (HF cache)")):
         p = sub.add_parser(cmd, help=text)
@@ -37,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for a in ("--scores", "--characters", "--refs", "--images-root", "--summary", "--out"):
         p.add_argument(a, required=True)
     p.add_argument("--generated", nargs="+", required=True)
+    p.add_argument("--conditioning", nargs="*", default=[], help="probe JSONs, one per model")
     p.add_argument("--examples", type=int, default=3)
     p.set_defaults(func=_report)
 
@@ -85,6 +95,48 @@ def _generate(args: argparse.Namespace) -> int:
                                                  device, args.seed))
     print(f"ccip-generate: {images.height} images of {args.name} on {device} in {args.out_dir}")
     record("eval", [args.out_dir], [args.characters, args.model, args.config_dir], to_dict(cfg))
+    return 0
+
+
+def _conditioning(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import polars as pl
+    import torch
+
+    from kxl.atomic import write_json
+    from kxl.config import section_from_json, to_dict
+    from kxl.eval import conditioning as probe
+    from kxl.eval.characters import CHARACTERS_SCHEMA, REFS_SCHEMA
+    from kxl.eval.config import ConditioningConfig, GenerateConfig
+    from kxl.eval.generate import load_pipeline
+    from kxl.eval.prompts import generation_jobs
+    from kxl.provenance import record
+    from kxl.tables import read_table
+
+    gen = section_from_json(GenerateConfig, args.generate_json, "eval.generate")
+    cfg = section_from_json(ConditioningConfig, args.config_json, "eval.conditioning")
+    torch.set_num_threads(args.threads)
+    chars = read_table(args.characters, CHARACTERS_SCHEMA).sort("rank")
+    prompts = generation_jobs(chars, gen, args.seed).filter(pl.col("image") == 0).sort("rank")
+    refs = read_table(args.refs, REFS_SCHEMA).filter(
+        pl.col("ref_index") < cfg.refs_per_character).sort(["rank", "ref_index"])
+    labels = refs["rank"].to_numpy()
+    cands = probe.candidates(labels, chars.height, cfg.distractors, args.seed)
+    pixels = probe.reference_pixels(refs["file"].to_list(), Path(args.images_root),
+                                    gen.width, gen.height)
+    pipe, device = load_pipeline(args.model, args.config_dir, gen)
+    pipe.vae.to(torch.float32)  # SDXL's VAE overflows in fp16 (force_upcast); encode in fp32
+    errors = probe.denoising_errors(pipe, device, pixels, prompts["prompt"].to_list(), cands,
+                                    list(cfg.timesteps), args.seed, cfg.batch_size)
+    result = {"model": args.name, "path": args.model, "device": device, "seed": args.seed,
+              **probe.summarize(errors, list(cfg.timesteps), labels, chars)}
+    write_json(args.out, result)
+    o = result["overall"]
+    print(f"ccip-conditioning: {args.name}: advantage {o['advantage']:+.4f}, top-1 "
+          f"{o['top1']:.3f} (chance {o['chance']:.3f}) over {result['images']} references")
+    record("eval", [args.out], [args.characters, args.refs, args.model, args.config_dir],
+           {"conditioning": to_dict(cfg), "generate": to_dict(gen)})
     return 0
 
 
@@ -160,9 +212,10 @@ def _report(args: argparse.Namespace) -> int:
         refs=read_table(args.refs, REFS_SCHEMA), images_root=Path(args.images_root),
         generated={m["name"]: (t, Path(d)) for d, (t, m) in
                    zip(args.generated, generated, strict=True)},
-        models=[m for _, m in generated], ccip=summary["ccip"], examples=args.examples)
+        models=[m for _, m in generated], ccip=summary["ccip"], examples=args.examples,
+        conditioning=[json.loads(Path(p).read_text()) for p in args.conditioning])
     write_text(args.out, render_report(inputs))
     print(f"ccip-report: {args.out}")
     record("eval", [args.out], [args.scores, args.characters, args.refs, args.summary,
-                                *args.generated], {"examples": args.examples})
+                                *args.generated, *args.conditioning], {"examples": args.examples})
     return 0

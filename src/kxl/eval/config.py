@@ -53,8 +53,19 @@ class CcipConfig:
 
 
 @dataclass(frozen=True)
+class ConditioningConfig:
+    """The prompt-conditioning probe (kxl.eval.conditioning)."""
+
+    timesteps: list[int] = field(default_factory=lambda: [200, 500, 800])
+    distractors: int = 7  # other characters' prompts per reference picture
+    refs_per_character: int = 2  # the first references of each character
+    batch_size: int = 16  # UNet calls per forward
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     characters: CharactersConfig = field(default_factory=CharactersConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ccip: CcipConfig = field(default_factory=CcipConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     report_examples: int = 3  # best and worst characters shown with image grids

@@ -13,7 +13,7 @@ import base64
 import html
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class ReportInputs:
     models: list[dict[str, Any]]  # per model: meta.json of its generation (provenance)
     ccip: dict[str, Any]          # repo_id, revision, commit, model, threshold, stand_in
     examples: int = 3
+    conditioning: list[dict[str, Any]] = field(default_factory=list)  # probe JSON per model
 
 
 def esc(x: Any) -> str:
@@ -157,6 +158,33 @@ def grids(inp: ReportInputs, wide: pl.DataFrame, names: list[str]) -> str:
     return "".join(out)
 
 
+def conditioning_section(results: list[dict[str, Any]]) -> str:
+    """The prompt-conditioning probe per model (kxl.eval.conditioning), in plain words."""
+    if not results:
+        return ""
+    first = results[0]
+    ts = [t["timestep"] for t in first["timesteps"]]
+    head = "".join(f"<th>advantage t={t}</th>" for t in ts)
+    rows = []
+    for r in results:
+        o = r["overall"]
+        cells = "".join(f"<td class=num>{t['advantage'] * 100:+.2f}%</td>" for t in r["timesteps"])
+        rows.append(f"<tr><td>{esc(r['model'])}</td>{cells}"
+                    f"<td class=num>{o['advantage'] * 100:+.2f}%</td>"
+                    f"<td class=num>{o['top1']:.3f}</td><td class=num>{o['chance']:.3f}</td></tr>")
+    return (
+        "<h2>Does the model know the characters?</h2><p>CCIP scores sampled pictures, so a model "
+        "that only learnt the dataset's overall style can gain on it. This probe asks the model "
+        f"directly: each of {first['images']} reference pictures is noised at fixed timesteps "
+        "(the same noise for every model) and the model predicts that noise once with the "
+        f"character's own prompt and once with each of {first['candidates'] - 1} other "
+        "characters' prompts. <b>Advantage</b> = how much smaller the error is with the right "
+        "prompt (0% = the character tag makes no difference); <b>top-1</b> = how often the right "
+        "prompt gives the smallest error, against chance.</p>"
+        f"<table id=conditioning><thead><tr><th>model</th>{head}<th>advantage (mean)</th>"
+        f"<th>top-1</th><th>chance</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def provenance(inp: ReportInputs) -> str:
     items = []
     for meta in inp.models:
@@ -214,6 +242,7 @@ def render_report(inp: ReportInputs) -> str:
         + (f"{esc(names[1])} &minus; {esc(names[0])}" if len(names) >= 2 else "n/a")
         + ".</p>" + character_table(wide, names)
         + "<h2>Best and worst characters</h2>" + grids(inp, wide, names)
+        + conditioning_section(inp.conditioning)
         + "<h2>Provenance</h2>" + provenance(inp)
         + "<script>" + _JS + "</script></body></html>\n"
     )
