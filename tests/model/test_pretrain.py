@@ -82,3 +82,26 @@ def test_unet_steps_lower_the_loss_on_the_pool() -> None:
                              pool.null_context, pool.null_pooled)
     losses = pretrain.train_unet(_unet(), pool, gen, 60, 6, 32, 2e-3, 0.0)
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+
+
+def test_caption_advantage_compares_right_and_wrong_captions() -> None:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**tiny.vae_config(TEST_CFG))
+    width = TEST_CFG.te1_width + TEST_CFG.te2_width
+
+    def same(caps: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.ones(len(caps), 77, width), torch.ones(len(caps), TEST_CFG.te2_width)
+
+    def distinct(caps: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        code = torch.tensor([float(sum(map(ord, c)) % 97) / 10 for c in caps])
+        return (code[:, None, None].expand(-1, 77, width).clone(),
+                code[:, None].expand(-1, TEST_CFG.te2_width).clone())
+
+    unet = _unet()
+    ignored = pretrain.caption_advantage(unet, vae, same, 0, 8, 32, (300, 700))
+    assert ignored == {"t300": 0.0, "t700": 0.0}  # captions that carry nothing
+    used = pretrain.caption_advantage(unet, vae, distinct, 0, 8, 32, (300, 700))
+    assert set(used) == {"t300", "t700"} and all(v != 0.0 for v in used.values())
+    assert pretrain.caption_advantage(unet, vae, distinct, 0, 8, 32, (300, 700)) == used

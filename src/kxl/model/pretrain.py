@@ -199,6 +199,34 @@ def encode_pool(vae: torch.nn.Module, encode: Encoder, gen: torch.Generator, n: 
     return UnetPool(torch.cat(lats), torch.cat(ctxs), torch.cat(pools), null_ctx, null_pooled)
 
 
+@torch.no_grad()
+def caption_advantage(
+    unet: torch.nn.Module, vae: torch.nn.Module, encode: Encoder, seed: int, n: int, size: int,
+    timesteps: tuple[int, ...] = (300, 600, 900),
+) -> dict[str, float]:
+    """How much the right caption lowers the UNet's epsilon error on `n` held-out procedural
+    pictures, against the next picture's caption (same noise): (wrong - right) / wrong per
+    timestep, 0 when the UNet ignores its captions. Learning the captions comes late: 200 UNet
+    steps at batch 32 reach ~0.1% at t=300, 1000 steps ~23%."""
+    gen = torch.Generator().manual_seed(seed * 1009 + 5)
+    pics = procedural_images(gen, n, size)
+    lat = vae.encode(pics.images).latent_dist.mean * vae.config.scaling_factor
+    ctx, pooled = encode(pics.captions)
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    abar = torch.cumprod(1 - betas, 0).float()
+    time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32).expand(n, -1)
+    out = {}
+    for t in timesteps:
+        noise = torch.randn(lat.shape, generator=gen)
+        noisy = abar[t].sqrt() * lat + (1 - abar[t]).sqrt() * noise
+        err = [F.mse_loss(unet(noisy, torch.full((n,), t), encoder_hidden_states=c,
+                               added_cond_kwargs={"text_embeds": p, "time_ids": time_ids}).sample,
+                          noise).item()
+               for c, p in ((ctx, pooled), (ctx.roll(1, 0), pooled.roll(1, 0)))]
+        out[f"t{t}"] = (err[1] - err[0]) / err[1]
+    return out
+
+
 def train_unet(
     unet: torch.nn.Module, pool: UnetPool, gen: torch.Generator, steps: int, batch: int,
     size: int, lr: float, caption_dropout: float = 0.1,

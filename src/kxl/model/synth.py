@@ -84,18 +84,22 @@ def synthesize_base(
             CLIPTokenizer.from_pretrained(tmp / "tokenizer_2"),
             models.text_encoder, models.text_encoder_2)
         unet_losses: list[float] = []
+        advantage: dict[str, float] = {}
         if cfg.unet_steps:
             gen = phase_generator(cfg.seed, 2)
             pool = pretrain.encode_pool(models.vae, encode, gen, cfg.unet_pool, cfg.image_size)
             unet_losses = pretrain.train_unet(models.unet, pool, gen, cfg.unet_steps,
                                               cfg.unet_batch, cfg.image_size, cfg.unet_lr,
                                               cfg.unet_caption_dropout)
+            advantage = pretrain.caption_advantage(models.unet, models.vae, encode, cfg.seed,
+                                                   64, cfg.image_size)
         report = {
             "params": tiny.param_counts(models), "vocab_size": ids["vocab_size"],
             "vae_recon_mse": [recon_before, recon_after], "vae_scaling_factor": scale,
             "vae_train_mse_first_last": [vae_losses[0], vae_losses[-1]] if vae_losses else [],
             "unet_loss_first_last": [unet_losses[0], unet_losses[-1]] if unet_losses else [],
             "unet_loss_last10": float(np.mean(unet_losses[-10:])) if unet_losses else None,
+            "unet_caption_advantage": advantage,
         }
         meta = {"kxl.stage": "base", "kxl.source": "synthetic",
                 "kxl.config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
