@@ -8,6 +8,9 @@ EVAL = config["eval"]
 EVAL_MODELS = {m["name"]: m for m in EVAL["generate"]["models"]}
 EVAL_KXL = ".venv-eval/bin/kxl" if os.path.exists(".venv-eval/bin/kxl") else "kxl"
 CCIP = "results/eval/ccip"
+# the generation settings without the model list: adding a model reruns nothing else
+GEN_SETTINGS = json.dumps({k: v for k, v in EVAL["generate"].items() if k != "models"},
+                          sort_keys=True, separators=(",", ":"))
 
 
 rule ccip_characters:
@@ -51,9 +54,7 @@ rule ccip_generate:
         "logs/benchmarks/ccip_generate_{model}.tsv"
     params:
         kxl=EVAL_KXL,
-        # the generation settings without the model list: adding a model reruns nothing else
-        cfg=json.dumps({k: v for k, v in EVAL["generate"].items() if k != "models"},
-                       sort_keys=True, separators=(",", ":")),
+        cfg=GEN_SETTINGS,
         seed=config["seed"],
     wildcard_constraints:
         model="[A-Za-z0-9_.-]+",
@@ -86,8 +87,7 @@ rule ccip_conditioning:
         "logs/benchmarks/ccip_conditioning_{model}.tsv"
     params:
         kxl=EVAL_KXL,
-        gen=json.dumps({k: v for k, v in EVAL["generate"].items() if k != "models"},
-                       sort_keys=True, separators=(",", ":")),
+        gen=GEN_SETTINGS,
         cfg=json.dumps(EVAL.get("conditioning", {}), sort_keys=True, separators=(",", ":")),
         seed=config["seed"],
     wildcard_constraints:

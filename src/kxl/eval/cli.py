@@ -101,7 +101,6 @@ def _generate(args: argparse.Namespace) -> int:
 def _conditioning(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import polars as pl
     import torch
 
     from kxl.atomic import write_json
@@ -117,17 +116,15 @@ def _conditioning(args: argparse.Namespace) -> int:
     gen = section_from_json(GenerateConfig, args.generate_json, "eval.generate")
     cfg = section_from_json(ConditioningConfig, args.config_json, "eval.conditioning")
     torch.set_num_threads(args.threads)
-    chars = read_table(args.characters, CHARACTERS_SCHEMA).sort("rank")
-    prompts = generation_jobs(chars, gen, args.seed).filter(pl.col("image") == 0).sort("rank")
-    refs = read_table(args.refs, REFS_SCHEMA).filter(
-        pl.col("ref_index") < cfg.refs_per_character).sort(["rank", "ref_index"])
-    labels = refs["rank"].to_numpy()
+    chars = read_table(args.characters, CHARACTERS_SCHEMA)
+    prompts, labels, files = probe.probe_set(
+        chars, read_table(args.refs, REFS_SCHEMA), generation_jobs(chars, gen, args.seed),
+        cfg.refs_per_character)
     cands = probe.candidates(labels, chars.height, cfg.distractors, args.seed)
-    pixels = probe.reference_pixels(refs["file"].to_list(), Path(args.images_root),
-                                    gen.width, gen.height)
+    pixels = probe.reference_pixels(files, Path(args.images_root), gen.width, gen.height)
     pipe, device = load_pipeline(args.model, args.config_dir, gen)
     pipe.vae.to(torch.float32)  # SDXL's VAE overflows in fp16 (force_upcast); encode in fp32
-    errors = probe.denoising_errors(pipe, device, pixels, prompts["prompt"].to_list(), cands,
+    errors = probe.denoising_errors(pipe, device, pixels, prompts, cands,
                                     list(cfg.timesteps), args.seed, cfg.batch_size)
     result = {"model": args.name, "path": args.model, "device": device, "seed": args.seed,
               **probe.summarize(errors, list(cfg.timesteps), labels, chars)}

@@ -62,9 +62,22 @@ def candidates(labels: np.ndarray, n_characters: int, distractors: int, seed: in
     return np.concatenate([labels[:, None], others], axis=1)
 
 
+def probe_set(characters: pl.DataFrame, refs: pl.DataFrame, prompts: pl.DataFrame,
+              refs_per_character: int) -> tuple[list[str], np.ndarray, list[str]]:
+    """(one prompt per character in rank order, each reference's character rank, reference
+    files): the first `refs_per_character` references, prompts of generation image 0."""
+    chosen = refs.filter(pl.col("ref_index") < refs_per_character).sort(["rank", "ref_index"])
+    first = prompts.filter(pl.col("image") == 0).sort("rank")
+    if first["rank"].to_list() != characters.sort("rank")["rank"].to_list():
+        raise KxlError("conditioning probe: the generation prompts do not cover every character")
+    return first["prompt"].to_list(), chosen["rank"].to_numpy(), chosen["file"].to_list()
+
+
 def reference_pixels(files: list[str], images_root: Path, width: int, height: int) -> np.ndarray:
-    """[n, 3, h, w] float32 in [-1, 1]: cover-resize (box) and centre crop, like the buckets."""
+    """[n, 3, h, w] float32 in [-1, 1]: the buckets' cover-resize (box) and centre crop."""
     from PIL import Image
+
+    from kxl.buckets.assign import cover_resize
 
     out = np.empty((len(files), 3, height, width), np.float32)
     for i, f in enumerate(files):  # a few references per character, not the dataset
@@ -72,9 +85,10 @@ def reference_pixels(files: list[str], images_root: Path, width: int, height: in
         try:
             with Image.open(path) as im:
                 im = im.convert("RGB")
-                s = max(width / im.width, height / im.height)
-                w, h = max(width, round(im.width * s)), max(height, round(im.height * s))
-                im = im.resize((w, h), Image.BOX)
+                rw, rh = cover_resize(np.array([im.width]), np.array([im.height]),
+                                      np.array([width]), np.array([height]))
+                w, h = int(rw[0]), int(rh[0])
+                im = im.resize((w, h), Image.Resampling.BOX)
                 left, top = (w - width) // 2, (h - height) // 2
                 arr = np.asarray(im.crop((left, top, left + width, top + height)), np.float32)
         except OSError as e:

@@ -199,6 +199,12 @@ def encode_pool(vae: torch.nn.Module, encode: Encoder, gen: torch.Generator, n: 
     return UnetPool(torch.cat(lats), torch.cat(ctxs), torch.cat(pools), null_ctx, null_pooled)
 
 
+def alphas_cumprod() -> torch.Tensor:
+    """SDXL's DDPM schedule: scaled-linear betas 0.00085..0.012 over 1000 steps."""
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()
+
+
 @torch.no_grad()
 def caption_advantage(
     unet: torch.nn.Module, vae: torch.nn.Module, encode: Encoder, seed: int, n: int, size: int,
@@ -212,8 +218,7 @@ def caption_advantage(
     pics = procedural_images(gen, n, size)
     lat = vae.encode(pics.images).latent_dist.mean * vae.config.scaling_factor
     ctx, pooled = encode(pics.captions)
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    abar = torch.cumprod(1 - betas, 0).float()
+    abar = alphas_cumprod()
     time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32).expand(n, -1)
     out = {}
     for t in timesteps:
@@ -234,8 +239,7 @@ def train_unet(
     """Epsilon-prediction steps on the encoded pool (only the UNet trains, so nothing is
     re-encoded per step), DDPM scaled-linear 0.00085..0.012 over 1000. `caption_dropout` of
     the samples see the empty caption, so classifier-free guidance has an unconditional model."""
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    abar = torch.cumprod(1 - betas, 0).float()
+    abar = alphas_cumprod()
     time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     sched = cosine_decay(opt, steps)
