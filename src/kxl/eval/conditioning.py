@@ -74,23 +74,26 @@ def probe_set(characters: pl.DataFrame, refs: pl.DataFrame, prompts: pl.DataFram
 
 
 def reference_pixels(files: list[str], images_root: Path, width: int, height: int) -> np.ndarray:
-    """[n, 3, h, w] float32 in [-1, 1]: the buckets' cover-resize (box) and centre crop."""
+    """[n, 3, h, w] float32 in [-1, 1]: the buckets' cover-resize (box) and centre crop, by the
+    buckets cache's own `resize_and_crop`."""
     from PIL import Image
 
     from kxl.buckets.assign import cover_resize
+    from kxl.buckets.cache import resize_and_crop
 
     out = np.empty((len(files), 3, height, width), np.float32)
     for i, f in enumerate(files):  # a few references per character, not the dataset
         path = images_root / f
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                rw, rh = cover_resize(np.array([im.width]), np.array([im.height]),
-                                      np.array([width]), np.array([height]))
-                w, h = int(rw[0]), int(rh[0])
-                im = im.resize((w, h), Image.Resampling.BOX)
-                left, top = (w - width) // 2, (h - height) // 2
-                arr = np.asarray(im.crop((left, top, left + width, top + height)), np.float32)
+            with Image.open(path) as im:  # header only: the size
+                w0, h0 = im.size
+            rw, rh = cover_resize(np.array([w0]), np.array([h0]), np.array([width]),
+                                  np.array([height]))
+            w, h = int(rw[0]), int(rh[0])
+            row = {"orig_w": w0, "orig_h": h0, "resized_w": w, "resized_h": h,
+                   "crop_left": (w - width) // 2, "crop_top": (h - height) // 2,
+                   "bucket_w": width, "bucket_h": height}
+            arr = resize_and_crop(path, row, "box").astype(np.float32)
         except OSError as e:
             raise KxlError(f"{path}: reference image unreadable ({e})") from e
         out[i] = arr.transpose(2, 0, 1) / 127.5 - 1.0

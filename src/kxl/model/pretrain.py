@@ -200,9 +200,11 @@ def encode_pool(vae: torch.nn.Module, encode: Encoder, gen: torch.Generator, n: 
 
 
 def alphas_cumprod() -> torch.Tensor:
-    """SDXL's DDPM schedule: scaled-linear betas 0.00085..0.012 over 1000 steps."""
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    return torch.cumprod(1 - betas, 0).float()
+    """SDXL's DDPM schedule (scaled-linear betas 0.00085..0.012 over 1000 steps), the training
+    stage's formula computed in float64 and stored as float32, as the base was always made."""
+    from kxl.train.diffusion import alphas_cumprod as schedule
+
+    return schedule(0.00085, 0.012, 1000, dtype=torch.float64).float()
 
 
 @torch.no_grad()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def alphas_cumprod(beta_start: float, beta_end: float, steps: int) -> Any:
-    """DDPM `scaled_linear` betas (linear in sqrt(beta)), cumulative product of 1 - beta."""
+def alphas_cumprod(beta_start: float, beta_end: float, steps: int, dtype: Any = None) -> Any:
+    """DDPM `scaled_linear` betas (linear in sqrt(beta)), cumulative product of 1 - beta, in
+    `dtype` (float32 as diffusers' DDPMScheduler when None)."""
     import torch
 
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float32) ** 2
+    dtype = torch.float32 if dtype is None else dtype
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=dtype) ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 
 
