@@ -19,7 +19,8 @@ if config["metadata"]["source"] == "synthetic":
         threads: config["base"]["synthetic"]["threads"]
         resources:
             mem_mb=4000,
-            runtime=15,
+            # ~9 min on 2 fast cores, over 15 on CI's slower cores shared with other jobs
+            runtime=60,
         conda:
             "../envs/train.yaml"
         shell:

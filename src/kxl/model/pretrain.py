@@ -21,7 +21,8 @@ All randomness comes from one explicit generator per phase.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,13 @@ def cosine_decay(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sched
         opt, lambda k: 0.5 * (1.0 + math.cos(math.pi * min(k, steps) / max(steps, 1))))
 
 
+def _steps(n: int, desc: str) -> Iterable[int]:
+    """`range(n)` with a progress bar on stderr (the rule's log): a phase runs for minutes."""
+    from tqdm import tqdm
+
+    return tqdm(range(n), desc=desc, unit="step", mininterval=10.0, file=sys.stderr)
+
+
 def train_vae(
     vae: torch.nn.Module, rng: np.random.Generator, gen: torch.Generator, steps: int, batch: int,
     size: int, crop: int, lr: float, kl_weight: float = 1e-6,
@@ -117,7 +125,7 @@ def train_vae(
     sched = cosine_decay(opt, steps)
     vae.train()
     losses = []
-    for _ in range(steps):
+    for _ in _steps(steps, "vae"):
         x = rendered_images(rng, batch, size, crop)
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=gen)).sample
@@ -248,7 +256,7 @@ def train_unet(
     unet.train()
     losses = []
     n = len(pool.latents)
-    for _ in range(steps):
+    for _ in _steps(steps, "unet"):
         idx = torch.randint(0, n, (batch,), generator=gen)
         drop = torch.rand(batch, generator=gen) < caption_dropout
         ctx = torch.where(drop[:, None, None], pool.null_context, pool.context[idx])
