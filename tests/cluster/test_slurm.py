@@ -227,13 +227,16 @@ def test_train_rule_with_two_gpus_is_two_ranks_like_one_process_with_2a(
         reuse_results(default_run.root, wd)
         extra = {**override, "train": {**override["train"], "run": {"gpu": gpu, "nproc": 1}}}
         (wd / "ranks.yaml").write_text(yaml.safe_dump(extra))
-        args = ["--configfile", "config/config.yaml", "ranks.yaml", "--forcerun", "make_plan", lokr]
+        # The target first: --configfile and --forcerun take every word after them.
+        args = [lokr, "--configfile", "config/config.yaml", "ranks.yaml", "--forcerun", "make_plan"]
         if gpu:
             proc = snakemake(wd, *slurm_profiles(), *args, timeout=1200)
         else:
             proc = snakemake(wd, "--cores", "2", *args, timeout=1200)
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-4000:]
+        finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
+        assert sorted(finished) == ["make_plan", "train"], finished  # nothing past the target
         runs[name] = wd
     jobs = submitted_jobs(log)  # the SLURM run's
     train_jobs = [j for j, rule in jobs.items() if rule == "train"]
