@@ -29,6 +29,7 @@ PIPELINE_TARGET = os.environ.get("KXL_CLUSTER_TARGET", "results/epsilon-lokr.saf
 TIMED = "results/train/tensorboard/"
 METRICS = ("results/train/metrics.csv", "results/train/metrics.running.csv")
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/")
+FINISHED = re.compile(r"Finished jobid: \d+ \(Rule: (\w+)\)")
 # Top-level entries of the checkout that a pipeline run neither needs nor may share.
 PRIVATE = {".git", ".venv", ".snakemake", "results", "logs", ".pytest_cache", ".ruff_cache",
            ".hypothesis", "tests", "benchmarks"}
@@ -47,6 +48,11 @@ def slurm_profiles() -> list[str]:
 def submitted_jobs(log: str) -> dict[str, str]:
     """SLURM job id -> rule name, from snakemake's own log of the run."""
     return {job_id: rule for job_id, rule in SUBMITTED.findall(log)}
+
+
+def finished_rules(log: str) -> list[str]:
+    """The rule of every job snakemake's log reports finished, sorted."""
+    return sorted(FINISHED.findall(log))
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -178,8 +184,7 @@ def test_pipeline_on_slurm_matches_local_run(
     assert proc.returncode == 0, log[-4000:]
     jobs = submitted_jobs(log)
     assert jobs, "no job went through sbatch:\n" + log[-4000:]
-    finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
-    assert sorted(jobs.values()) == sorted(r for r in finished if r != "all")
+    assert sorted(jobs.values()) == [r for r in finished_rules(log) if r != "all"]
     # Every stage after the shared ones went through sbatch, training included.
     assert {"select_posts", "build_manifest", "make_captions", "assign_buckets", "make_plan",
             "train"} <= set(jobs.values()), sorted(jobs.values())
@@ -235,8 +240,8 @@ def test_train_rule_with_two_gpus_is_two_ranks_like_one_process_with_2a(
             proc = snakemake(wd, "--cores", "2", *args, timeout=1200)
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-4000:]
-        finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
-        assert sorted(finished) == ["make_plan", "train"], finished  # nothing past the target
+        finished = finished_rules(log)
+        assert finished == ["make_plan", "train"], finished  # nothing past the target
         runs[name] = wd
     jobs = submitted_jobs(log)  # the SLURM run's
     train_jobs = [j for j, rule in jobs.items() if rule == "train"]
