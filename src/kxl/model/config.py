@@ -20,6 +20,12 @@ class SyntheticBase:
     te2_width: int = 128  # bigG: 1280; must differ from te1_width
     te2_layers: int = 4
     te2_heads: int = 2
+    # Token embeddings' std at init (HF's CLIP init: 0.02). At 0.02 the random layers' outputs
+    # (std ~1) swamp the token in the residual stream and causal attention smears every position
+    # into the prompt's running average: two character prompts' contexts differ by 0.25 of
+    # their std at the name. At 1.0 the name positions differ by more than the contexts' std, as
+    # a trained CLIP keeps tokens apart (docs/character-learning.md).
+    te_token_std: float = 1.0
     vae_channels: tuple[int, int, int, int] = (32, 32, 64, 64)
     # GroupNorm groups (SDXL: 32). At tiny widths 32 groups means one channel per group, which
     # normalises every flat colour region to zero: the VAE then cannot carry colour at all.

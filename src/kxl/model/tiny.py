@@ -131,6 +131,10 @@ def build_models(cfg: SyntheticBase, ids: dict[str, int]) -> TinyModels:
         te1 = CLIPTextModel(CLIPTextConfig(**text_config(cfg, 1, ids)))
         te2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_config(cfg, 2, ids)))
         vae = AutoencoderKL(**vae_config(cfg))
+    with torch.no_grad():  # a deterministic rescale of the seeded draw (see SyntheticBase)
+        for te in (te1, te2):
+            emb = te.get_input_embeddings().weight
+            emb.mul_(cfg.te_token_std / emb.std())
     return TinyModels(unet, te1, te2, vae)
 
 
