@@ -164,22 +164,53 @@ def result_digests(workdir: Path) -> dict[str, str]:
     return out
 
 
+# Stages up to the plan are reused from the shared local run; the plan and training rerun.
+REUSED = ("metadata", "posts", "manifest", "captions", "images", "buckets", "base", ".prov")
+
+
+def reuse_results(src: Path, dest: Path, stages: tuple[str, ...] = REUSED) -> None:
+    """Copy finished stages' outputs (mtimes kept, so snakemake sees them up to date)."""
+    for name in stages:
+        if (src / "results" / name).exists():
+            shutil.copytree(src / "results" / name, dest / "results" / name, symlinks=True)
+
+
 # synth_base, the default run's stand-in for the full run's download of the base (fetch_base),
 # is the one long CPU job before training (9 minutes on 2 cores, over 15 on CI's): the cluster
 # run takes the base, and the metadata it is made from, from the local run and submits every
 # later stage. Its own determinism is tests/model's.
 SHARED_WITH_CLUSTER_RUN = ("metadata", "base")
+# Training goes through sbatch for its first SHORT_STEPS steps only (the shared local run's 277
+# steps would take another 7-11 minutes): the same code path (plan rows, data, per-sample seeds,
+# RNG streams, checkpoint, LoKr export); a local run with the same override is the reference.
+SHORT_STEPS = 6
+
+
+def short_training(wd: Path, extra: dict[str, object] | None = None) -> list[str]:
+    """Write an override that stops training after SHORT_STEPS; the snakemake arguments that
+    load it (the target must come before them: --configfile takes every word after it)."""
+    train = {"max_steps": SHORT_STEPS, "checkpoint_every": SHORT_STEPS}
+    override = {**(extra or {}), "train": {**train, **(extra or {}).get("train", {})}}
+    (wd / "short.yaml").write_text(yaml.safe_dump(override))
+    return ["--configfile", "config/config.yaml", "short.yaml"]
 
 
 @pytest.mark.slow
 def test_pipeline_on_slurm_matches_local_run(
     slurm: Slurm, tmp_path: Path, default_run: Workflow
 ) -> None:
-    """Through sbatch up to the trained LoKr; every output equals the shared local run's."""
-    local = default_run.root  # the session's local `--cores` run (tests/conftest.py)
+    """Through sbatch up to the trained LoKr; every output equals a local run's."""
+    # The local reference: the session's local `--cores` run (tests/conftest.py) up to the
+    # buckets, then the plan and the same short training here.
+    local = workflow_copy(tmp_path / "local")
+    reuse_results(default_run.root, local)
+    proc = snakemake(local, "--cores", "2", PIPELINE_TARGET, *short_training(local), timeout=1200)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
     cluster = workflow_copy(tmp_path / "cluster")
-    reuse_results(local, cluster, SHARED_WITH_CLUSTER_RUN)
-    proc = snakemake(cluster, *slurm_profiles(), PIPELINE_TARGET, timeout=2400)
+    reuse_results(default_run.root, cluster, SHARED_WITH_CLUSTER_RUN)
+    proc = snakemake(cluster, *slurm_profiles(), PIPELINE_TARGET, *short_training(cluster),
+                     timeout=2400)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     jobs = submitted_jobs(log)
@@ -192,8 +223,9 @@ def test_pipeline_on_slurm_matches_local_run(
         info = slurm.job(job_id)
         assert info["JobState"] == "COMPLETED", (rule, info)
         assert info["WorkDir"] == str(cluster)
+    assert f"last step {SHORT_STEPS}," in (cluster / "logs/train/train.log").read_text()
 
-    # The local run built more targets (merge, eval, audit): compare what SLURM built.
+    # The local copy holds more (the shared run's provenance records): compare what SLURM built.
     want, got = result_digests(local), result_digests(cluster)
     assert (cluster / PIPELINE_TARGET).is_file()
     assert sorted(set(got) - set(want)) == []
@@ -205,18 +237,6 @@ def test_pipeline_on_slurm_matches_local_run(
 # ranks as two micro-steps: "1 rank with 2A"). Float summation order is the only difference;
 # tolerance as in tests/train/test_ddp.py: Lion moves a weight by lr * sign(.) per step, so a
 # flipped sign costs at most 2 * lr per step, and few weights may differ at all.
-RANK_STEPS = 6
-# Stages up to the plan are reused from the shared local run; the plan and training rerun.
-REUSED = ("metadata", "posts", "manifest", "captions", "images", "buckets", "base", ".prov")
-
-
-def reuse_results(src: Path, dest: Path, stages: tuple[str, ...] = REUSED) -> None:
-    """Copy finished stages' outputs (mtimes kept, so snakemake sees them up to date)."""
-    for name in stages:
-        if (src / "results" / name).exists():
-            shutil.copytree(src / "results" / name, dest / "results" / name, symlinks=True)
-
-
 @pytest.mark.slow
 def test_train_rule_with_two_gpus_is_two_ranks_like_one_process_with_2a(
     slurm: Slurm, tmp_path: Path, default_run: Workflow
@@ -224,16 +244,13 @@ def test_train_rule_with_two_gpus_is_two_ranks_like_one_process_with_2a(
     lokr = "results/epsilon-lokr.safetensors"
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     lr = max(cfg["train"]["lr_unet"], cfg["train"]["lr_text_encoder"])
-    override = {"plan": {"world_size": 2, "grad_accum": 1},
-                "train": {"max_steps": RANK_STEPS, "checkpoint_every": RANK_STEPS}}
     runs: dict[str, Path] = {}
     for name, gpu in (("one", 0), ("two", 2)):
         wd = workflow_copy(tmp_path / name)
         reuse_results(default_run.root, wd)
-        extra = {**override, "train": {**override["train"], "run": {"gpu": gpu, "nproc": 1}}}
-        (wd / "ranks.yaml").write_text(yaml.safe_dump(extra))
-        # The target first: --configfile and --forcerun take every word after them.
-        args = [lokr, "--configfile", "config/config.yaml", "ranks.yaml", "--forcerun", "make_plan"]
+        extra = {"plan": {"world_size": 2, "grad_accum": 1},
+                 "train": {"run": {"gpu": gpu, "nproc": 1}}}
+        args = [lokr, *short_training(wd, extra), "--forcerun", "make_plan"]
         if gpu:
             proc = snakemake(wd, *slurm_profiles(), *args, timeout=1200)
         else:
@@ -259,7 +276,7 @@ def test_train_rule_with_two_gpus_is_two_ranks_like_one_process_with_2a(
     total = differing = 0
     for k in a:
         diff = (a[k] - b[k]).abs()
-        assert float(diff.max()) <= 2 * lr * RANK_STEPS + 1e-6, k
+        assert float(diff.max()) <= 2 * lr * SHORT_STEPS + 1e-6, k
         total += diff.numel()
         differing += int((diff > 0).sum())
     assert differing <= 1e-3 * total, f"{differing} of {total} weights differ"
