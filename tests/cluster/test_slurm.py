@@ -189,8 +189,9 @@ SHORT_STEPS = 6
 def short_training(wd: Path, extra: dict[str, object] | None = None) -> list[str]:
     """Write an override that stops training after SHORT_STEPS; the snakemake arguments that
     load it (the target must come before them: --configfile takes every word after it)."""
-    train = {"max_steps": SHORT_STEPS, "checkpoint_every": SHORT_STEPS}
-    override = {**(extra or {}), "train": {**train, **(extra or {}).get("train", {})}}
+    extra = extra or {}
+    train = {"max_steps": SHORT_STEPS, "checkpoint_every": SHORT_STEPS, **extra.get("train", {})}
+    override = {**extra, "train": train}
     (wd / "short.yaml").write_text(yaml.safe_dump(override))
     return ["--configfile", "config/config.yaml", "short.yaml"]
 

@@ -16,6 +16,7 @@ import torch
 from pipeline_run import Workflow
 
 from kxl.eval import conditioning as probe
+from kxl.eval.config import ConditioningConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,7 +27,8 @@ SIZE = 64  # the base's training resolution and the eval's generation size
 
 def probe_errors(pipe, pixels: np.ndarray, prompts: list[str], labels: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
     cands = probe.candidates(labels, len(prompts), len(prompts) - 1, 1337)
-    errors = probe.denoising_errors(pipe, "cpu", pixels, prompts, cands, [200, 500, 800], 1337, 48)
+    timesteps = ConditioningConfig().timesteps  # the probe's own
+    errors = probe.denoising_errors(pipe, "cpu", pixels, prompts, cands, timesteps, 1337, 48)
     return probe.advantage(errors.mean(axis=0))
 
 
@@ -56,11 +58,9 @@ def test_eval_characters_are_learnable_in_a_few_hundred_cpu_steps(default_run: W
     ref_pixels = probe.reference_pixels(ref_files, res / "images", SIZE, SIZE)
     before = probe_errors(pipe, ref_pixels, prompts, labels)
 
-    x = torch.from_numpy(probe.reference_pixels(train["file"].to_list(), res / "images", SIZE,
-                                                SIZE))
+    train_pixels = probe.reference_pixels(train["file"].to_list(), res / "images", SIZE, SIZE)
+    latents = probe.posterior_means(pipe.vae, train_pixels, "cpu", 64)
     with torch.no_grad():
-        latents = torch.cat([pipe.vae.encode(x[i:i + 64]).latent_dist.mean
-                             for i in range(0, len(x), 64)]) * pipe.vae.config.scaling_factor
         ctx, _, pooled, _ = pipe.encode_prompt(prompts, device="cpu",
                                                do_classifier_free_guidance=False)
         null_ctx, _, null_pooled, _ = pipe.encode_prompt([""], device="cpu",
@@ -75,4 +75,3 @@ def test_eval_characters_are_learnable_in_a_few_hundred_cpu_steps(default_run: W
     # Measured on 2 cores: top-1 0.69, advantage +2.8% (0.10 / -0.03% before).
     assert after["top1"] >= 0.5, (before, after, losses[-5:])  # 3x chance
     assert after["advantage"] >= 0.015, (before, after)
-

@@ -108,6 +108,17 @@ def probe_noise(seed: int, timestep: int, shape: tuple[int, ...]) -> Any:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1009 + timestep))
 
 
+def posterior_means(vae: Any, pixels: np.ndarray, device: str, batch_size: int) -> Any:
+    """Scaled float32 VAE posterior means of [n, 3, h, w] pixels in [-1, 1], in batches."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.from_numpy(pixels).to(device, vae.dtype)
+        lat = torch.cat([vae.encode(x[i:i + batch_size]).latent_dist.mean
+                         for i in range(0, len(x), batch_size)]).float()
+    return lat * vae.config.scaling_factor
+
+
 def denoising_errors(pipe: Any, device: str, pixels: np.ndarray, prompts: list[str],
                      cands: np.ndarray, timesteps: list[int], seed: int,
                      batch_size: int) -> np.ndarray:
@@ -117,15 +128,12 @@ def denoising_errors(pipe: Any, device: str, pixels: np.ndarray, prompts: list[s
     seeded by (seed, timestep), identical for every model with the same latent shape."""
     import torch
 
-    unet, vae = pipe.unet, pipe.vae
+    unet = pipe.unet
     dtype = unet.dtype
     with torch.no_grad():
         ctx, _, pooled, _ = pipe.encode_prompt(prompts, device=device,
                                                do_classifier_free_guidance=False)
-        x = torch.from_numpy(pixels).to(device, vae.dtype)
-        lat = torch.cat([vae.encode(x[i:i + batch_size]).latent_dist.mean
-                         for i in range(0, len(x), batch_size)]).float()
-        lat = lat * vae.config.scaling_factor
+        lat = posterior_means(pipe.vae, pixels, device, batch_size)
         h, w = pixels.shape[2:]
         time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=dtype, device=device)
         abar = pipe.scheduler.alphas_cumprod.to(torch.float32)
