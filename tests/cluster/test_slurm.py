@@ -180,7 +180,7 @@ def reuse_results(src: Path, dest: Path, stages: tuple[str, ...] = REUSED) -> No
 # run takes the base, and the metadata it is made from, from the local run and submits every
 # later stage. Its own determinism is tests/model's.
 SHARED_WITH_CLUSTER_RUN = ("metadata", "base")
-# Training goes through sbatch for its first SHORT_STEPS steps only (the shared local run's 277
+# Training goes through sbatch for its first SHORT_STEPS steps only (the shared local run's 834
 # steps would take another 7-11 minutes): the same code path (plan rows, data, per-sample seeds,
 # RNG streams, checkpoint, LoKr export); a local run with the same override is the reference.
 SHORT_STEPS = 6

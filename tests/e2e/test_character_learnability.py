@@ -4,8 +4,9 @@ diffusion model in a few hundred CPU steps.
 The default run's base UNet trains on the six eval characters' posts, each captioned with its
 character's generation prompt (text encoders frozen), and the conditioning probe of
 `kxl ccip-conditioning` then reads held-out references: the right prompt must give the lowest
-denoising error for most of them. The references themselves are never trained on. Whether the
-pipeline's one-epoch LoKr gets there is a question of exposure (docs/character-learning.md)."""
+denoising error for most of them. The references themselves are never trained on. The pipeline's own
+LoKr run gets there as well (tests/e2e/test_model_pipeline.py), more slowly: with 3 epochs of
+8 pictures per step (docs/character-learning.md)."""
 
 from __future__ import annotations
 

@@ -64,13 +64,12 @@ def test_explain_step_prints_the_captions_the_encoder_saw(default_run: Workflow)
 def test_merged_model_beats_the_base_on_ccip(default_run: Workflow) -> None:
     """Issue 6: on the synthetic characters the fine-tune must beat the tiny base. The stand-in
     scores are low in absolute terms (64 px samples of a minutes-old model); the mean CCIP
-    difference to the references is the robust signal, the score must not be worse. The gain
-    is mostly style (docs/character-learning.md): 0.087 from a base whose text encoders kept
-    HF's init, 0.036 since they keep names apart (te_token_std 1), so the margin is 0.01."""
+    difference to the references is the robust signal, the score must not be worse. Measured
+    (docs/character-learning.md): 0.424 against the base's 0.477, so the margin is 0.02."""
     root = default_run.root / "results/eval/ccip"
     models = {m["model"]: m for m in json.loads((root / "summary.json").read_text())["models"]}
     base, eps = models["base"], models["epsilon"]
-    assert eps["mean_difference"] < base["mean_difference"] - 0.01, (base, eps)
+    assert eps["mean_difference"] < base["mean_difference"] - 0.02, (base, eps)
     assert eps["mean_image_score"] >= base["mean_image_score"], (base, eps)
     report = (root / "report.html").read_text()
     assert "A stand-in was used for the CCIP model." in report
@@ -82,3 +81,17 @@ def test_merged_model_beats_the_base_on_ccip(default_run: Workflow) -> None:
         assert p["candidates"] == 6 and p["images"] == probes[0]["images"] >= 6, p
         assert [t["timestep"] for t in p["timesteps"]] == [200, 500, 800]
     assert "Does the model know the characters?" in report
+
+
+def test_merged_model_knows_which_character_is_which(default_run: Workflow) -> None:
+    """Issue 6, characters rather than style: with a reference's own character prompt the
+    fine-tune predicts the noise better than with the other five characters' prompts (probe
+    advantage), and the own prompt wins for a good share of the references (top-1, chance
+    1/6). The base does neither. Measured: +3.4% and top-1 0.50 against the base's -0.06% and
+    0.08 (3 epochs of 8 pictures per step over a DB whose six eval characters have ~480 posts;
+    docs/character-learning.md)."""
+    root = default_run.root / "results/eval/ccip/conditioning"
+    base, eps = (json.loads((root / f"{m}.json").read_text())["overall"]
+                 for m in ("base", "epsilon"))
+    assert eps["advantage"] >= 0.01 and eps["advantage"] >= base["advantage"] + 0.01, (base, eps)
+    assert eps["top1"] >= 2 * eps["chance"] and eps["top1"] >= base["top1"] + 0.2, (base, eps)

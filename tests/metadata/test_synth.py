@@ -18,7 +18,13 @@ from kxl.metadata.config import SyntheticConfig
 from kxl.metadata.export import export_metadata
 from kxl.metadata.synth import synthesize
 from kxl.metadata.synth_posts import sample_ids
-from kxl.metadata.vocab import SPECIAL_TAGS
+from kxl.metadata.vocab import (
+    HEAD_CHARACTERS,
+    HEAD_SHARE_MAX,
+    SPECIAL_TAGS,
+    character_head_share,
+    zipf_draw,
+)
 
 from .conftest import Exported, default_config
 
@@ -155,15 +161,53 @@ def test_special_and_odd_tags_all_occur(default_db: Exported) -> None:
     assert types["watercolor_(medium)"] == 0 and types["hatsune_miku_(append)"] == 2
 
 
-def test_characters_are_frequent_and_tied_to_their_series(default_db: Exported) -> None:
+def test_characters_have_a_popular_head_and_a_long_tail(default_db: Exported) -> None:
+    """The HEAD_CHARACTERS most popular characters share 80% of the character draws (~13% each
+    of ~3,600, so ~480 posts: Epsilon's eval characters have >= 500); the rest is a Zipf tail
+    of many rare ones. Each character always comes with its own series."""
+    assert default_db.posts.height == 4000 and character_head_share(4000) == HEAD_SHARE_MAX
     tg = tagged(default_db)
     chars = tg.filter(pl.col("type") == 2).group_by("name").agg(pl.col("post_id"))
     chars = chars.with_columns(pl.col("post_id").list.len().alias("n")).sort("n", descending=True)
-    assert (chars["n"] >= 20).sum() >= 20
+    n = chars["n"].to_numpy()
+    head = n[:HEAD_CHARACTERS]
+    assert head.min() > 0.6 * head.max() and head.min() >= 300, n[:10]  # flat, popular head
+    assert n[HEAD_CHARACTERS] < 0.1 * head.min(), n[:10]  # then a cliff
+    assert len(n) >= 100 and (n[HEAD_CHARACTERS:] >= 8).sum() >= 5, n[:30]  # and a tail
     series = tg.filter(pl.col("type") == 3).select("post_id", series="name")
-    for row in chars.head(15).iter_rows(named=True):  # a handful of characters
+    for row in chars.head(15).iter_rows(named=True):  # head and the tail's top
         s = series.filter(pl.col("post_id").is_in(row["post_id"]))["series"].value_counts()
         assert s["count"].max() >= row["n"], row["name"]  # one series on every such post
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), head=st.integers(0, 8), share=st.floats(0.0, 1.0))
+def test_zipf_draw_head_mixture_uses_one_uniform_per_draw(seed: int, head: int, share: float):
+    """The head mixture changes the ranks, never how much of the generator a draw consumes
+    (so every later table of the synthetic DB stays put), and ranks stay in range."""
+    a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+    plain = zipf_draw(a, 50, 0.75, 200)
+    mixed = zipf_draw(b, 50, 0.75, 200, head=head, head_share=share)
+    assert a.random() == b.random()
+    assert mixed.min() >= 0 and mixed.max() < 50
+    if head == 0 or share == 0.0:
+        assert (plain == mixed).all()
+
+
+def test_head_share_gives_the_head_a_fixed_post_count_in_large_dbs() -> None:
+    # 6 x 500 posts of ~0.9 character draws per post: danbooru-sized DBs keep their Zipf ranks
+    assert character_head_share(7_350_000) == pytest.approx(6 * 500 / (0.9 * 7_350_000))
+    assert character_head_share(100) == HEAD_SHARE_MAX
+
+
+def test_zipf_draw_head_share_matches_its_formula() -> None:
+    n, s, head, share, size = 40, 0.75, 6, 0.8, 400_000
+    ranks = zipf_draw(np.random.default_rng(0), n, s, size, head=head, head_share=share)
+    zipf = np.arange(1, n + 1, dtype=np.float64) ** -s
+    want = (1 - share) * zipf / zipf.sum()
+    want[:head] += share / head
+    got = np.bincount(ranks, minlength=n) / size
+    assert np.abs(got - want).max() < 4 * np.sqrt(want.max() / size)
 
 
 def test_insertion_order_mixes_types_and_one_post_has_no_tags(default_db: Exported) -> None:

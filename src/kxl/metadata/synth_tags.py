@@ -10,11 +10,17 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from kxl.metadata.vocab import META_RANDOM, Vocab, zipf_draw
+from kxl.metadata.vocab import (
+    CHARACTERS_PER_POST,
+    HEAD_CHARACTERS,
+    META_RANDOM,
+    Vocab,
+    zipf_draw,
+)
 
 GENERAL_MEAN = 26.0  # plus ~1.5 people, ~1 character, ~1 series, ~1 artist, ~2 meta: ~30
-CHARACTERS_PER_POST = ((0, 1, 2, 3), (0.30, 0.55, 0.10, 0.05))
 ARTISTS_PER_POST = ((0, 1, 2), (0.07, 0.89, 0.04))
+
 
 
 def _draw_per_post(
@@ -35,11 +41,12 @@ def _people(rng: np.random.Generator, vocab: Vocab, n: int) -> tuple[np.ndarray,
 def _characters(
     rng: np.random.Generator, vocab: Vocab, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Characters (Zipf 0.75, so even a 4000-post DB has characters with >= 20 posts) and
+    """Characters (a popular head, then Zipf 0.75, so even a 4000-post DB has a long tail) and
     their series; posts without a character get a series (mostly "original") half the time."""
     k = rng.choice(CHARACTERS_PER_POST[0], n, p=CHARACTERS_PER_POST[1])
     pos = np.repeat(np.arange(n, dtype=np.int64), k)
-    rank = zipf_draw(rng, len(vocab.character), 0.75, len(pos))
+    rank = zipf_draw(rng, len(vocab.character), 0.75, len(pos), head=HEAD_CHARACTERS,
+                     head_share=vocab.character_head_share)
     lone = np.flatnonzero((k == 0) & (rng.random(n) < 0.5))
     crossover = np.flatnonzero((k > 0) & (rng.random(n) < 0.05))
     extra_pos = np.concatenate([lone, crossover])

@@ -81,6 +81,23 @@ CHARACTER_HEAD = (
     ("admiral_(kancolle)", "kantai_collection"), ("pikachu", "pokemon"),
 )
 
+CHARACTERS_PER_POST = ((0, 1, 2, 3), (0.30, 0.55, 0.10, 0.05))
+# The most popular characters: HEAD_CHARACTERS of them are drawn uniformly with a share of the
+# character draws that gives each ~HEAD_POSTS posts (Epsilon's eval characters have >= 500), at
+# most HEAD_SHARE_MAX; the rest are Zipf ranks over all. A 4000-post DB is then mostly these
+# six, since the tiny default's eval set needs several hundred pictures per character to be
+# learnable (docs/character-learning.md); in a danbooru-sized DB the share is ~0.05%.
+HEAD_CHARACTERS = 6
+HEAD_POSTS = 500
+HEAD_SHARE_MAX = 0.8
+
+
+def character_head_share(n_posts: int) -> float:
+    """The head's share of character draws for a DB of `n_posts` posts."""
+    draws = n_posts * float(np.dot(*CHARACTERS_PER_POST))
+    return min(HEAD_SHARE_MAX, HEAD_CHARACTERS * HEAD_POSTS / draws)
+
+
 # Consonant+vowel syllables: a word splits uniquely after each vowel, so distinct digit
 # strings give distinct words.
 _SYL = np.array([c + v for c in ("k", "s", "t", "n", "h", "m", "r", "g", "d", "b", "p", "y")
@@ -108,6 +125,7 @@ class Vocab:
     people_weight: np.ndarray  # float64 [combos]
     meta: dict[str, int]  # meta name -> vocab index
     forced: np.ndarray  # vocab indices that must occur at least once in any DB
+    character_head_share: float  # see HEAD_CHARACTERS
 
     @property
     def size(self) -> int:
@@ -208,6 +226,7 @@ def build_vocab(rng: np.random.Generator, n_posts: int) -> Vocab:
         people_weight=np.array([w for _, w in PEOPLE]),
         meta={m: index[m] for m in meta},
         forced=_forced(name, index),
+        character_head_share=character_head_share(n_posts),
     )
 
 
@@ -234,11 +253,18 @@ def _forced(name: np.ndarray, index: dict[str, int]) -> np.ndarray:
 
 
 def zipf_draw(
-    rng: np.random.Generator, n: int, s: float, size: int, q: float = 0.0
+    rng: np.random.Generator, n: int, s: float, size: int, q: float = 0.0,
+    head: int = 0, head_share: float = 0.0,
 ) -> np.ndarray:
     """`size` ranks in [0, n) with P(rank r) proportional to (r + 1 + q) ** -s.
 
     q > 0 (Zipf-Mandelbrot) flattens the head, as danbooru's tag counts are flat at the top.
+    `head` > 0 mixes in a uniform draw over ranks [0, head) with weight `head_share`. Either way
+    one uniform number per draw, so the generator's later draws do not depend on the mixture.
     """
-    cdf = np.cumsum((np.arange(1, n + 1, dtype=np.float64) + q) ** -s)
+    pmf = (np.arange(1, n + 1, dtype=np.float64) + q) ** -s
+    if head > 0:
+        pmf = (1.0 - head_share) * pmf / pmf.sum()
+        pmf[: min(head, n)] += head_share / min(head, n)
+    cdf = np.cumsum(pmf)
     return np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right").clip(0, n - 1)
