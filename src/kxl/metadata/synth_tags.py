@@ -22,7 +22,6 @@ GENERAL_MEAN = 26.0  # plus ~1.5 people, ~1 character, ~1 series, ~1 artist, ~2 
 ARTISTS_PER_POST = ((0, 1, 2), (0.07, 0.89, 0.04))
 
 
-
 def _draw_per_post(
     rng: np.random.Generator, counts: np.ndarray, ranked: np.ndarray, s: float, q: float
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -264,7 +264,8 @@ def zipf_draw(
     """
     pmf = (np.arange(1, n + 1, dtype=np.float64) + q) ** -s
     if head > 0:
+        head = min(head, n)
         pmf = (1.0 - head_share) * pmf / pmf.sum()
-        pmf[: min(head, n)] += head_share / min(head, n)
+        pmf[:head] += head_share / head
     cdf = np.cumsum(pmf)
     return np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right").clip(0, n - 1)
