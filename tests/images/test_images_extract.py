@@ -172,3 +172,23 @@ def test_worker_processes_give_the_same_tables(tmp_path: Path) -> None:
     two = run(kept["id"].to_list(), tmp_path / "shards", tmp_path / "b", workers=2)
     assert one[0].equals(two[0]) and one[1].equals(two[1])
     assert all_files(tmp_path / "a") == all_files(tmp_path / "b")
+
+
+def test_drop_details_are_stable_text(tmp_path: Path) -> None:
+    """A GIF stored as .png: Pillow's error names the BytesIO by its memory address, which made
+    two identical extractions write different dropped.parquet files (issue 21)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, format="GIF")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_shard(shards / "data-0001.tar", [("1001.png", buf.getvalue(), {}),
+                                           ("2001.png", b"\x89PNG\r\n\x1a\n" + b"x" * 40, {})])
+    tables = []
+    for name in ("a", "b"):
+        _, dropped, _ = run([1001, 2001], shards, tmp_path / name)
+        tables.append(dropped.sort("id"))
+    assert reasons(tables[0]) == {1001: "corrupt_image", 2001: "corrupt_image"}
+    assert tables[0].equals(tables[1])
+    details = tables[0]["detail"].to_list()
+    assert details[0] == "not a readable PNG/JPEG/WEBP image"
+    assert not any("0x" in d or "object at" in d for d in details), details

@@ -144,9 +144,22 @@ def validate_image(data: bytes, limits: Limits) -> tuple[int, int] | tuple[str, 
             im.load()
     except Image.DecompressionBombError as exc:
         return "too_large", f"Pillow decompression-bomb guard: {exc}"
+    except Image.UnidentifiedImageError:
+        # Pillow's message holds the BytesIO's repr (a memory address): say it in stable words
+        return "corrupt_image", f"not a readable {'/'.join(PIL_FORMATS)} image"
     except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, ... on bad data
-        return "corrupt_image", f"{type(exc).__name__}: {exc}"[:300]
+        return "corrupt_image", stable_detail(exc)
     return w, h
+
+
+def stable_detail(exc: BaseException) -> str:
+    """An exception as drop-detail text that two identical runs write identically: object
+    reprs' memory addresses removed, at most 300 characters."""
+    text = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")
+    return text[:300]
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 class BadShard(Exception):
@@ -157,7 +170,7 @@ def _members(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
     try:
         tf = tarfile.open(path, mode="r:")  # noqa: SIM115 - closed by `with tf` below
     except (tarfile.TarError, OSError) as exc:
-        raise BadShard(f"{type(exc).__name__}: {exc}") from exc
+        raise BadShard(stable_detail(exc)) from exc
     with tf:
         members = iter(tf)
         while True:
@@ -166,7 +179,7 @@ def _members(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
             except StopIteration:
                 return
             except (tarfile.TarError, EOFError, OSError) as exc:
-                raise BadShard(f"{type(exc).__name__}: {exc}") from exc
+                raise BadShard(stable_detail(exc)) from exc
             yield tf, m
 
 
@@ -175,7 +188,7 @@ def _read(tf: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
         fh = tf.extractfile(m)
         return fh.read() if fh else b""
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BadShard(f"{type(exc).__name__}: {exc}") from exc
+        raise BadShard(stable_detail(exc)) from exc
 
 
 def scan_file(task: ScanTask) -> ScanResult:
