@@ -1,8 +1,19 @@
 # Config validation and small path/param helpers only; logic lives in src/kxl.
 import json
+import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from kxl.config_check import config_problem
+
+# kxl's check first: one short paragraph naming the files, the key path and what was expected
+# (snakemake's validate prints the failing schema, for an unknown top-level key all of it).
+_problem = config_problem(config, workflow.source_path("../config/schema.yaml"))
+if _problem:
+    _rel = (os.path.relpath(os.path.abspath(f)) for f in workflow.configfiles)
+    _files = dict.fromkeys(r if not r.startswith("..") else os.path.abspath(r) for r in _rel)
+    raise WorkflowError(f"invalid config (from {', '.join(_files)}) at {_problem}")
 validate(config, "../config/schema.yaml")
 
 RESULTS = "results"

@@ -1,0 +1,49 @@
+"""The workflow config against config/schema.yaml, with one short error paragraph.
+
+Snakemake's own `validate` prints the failing schema, for an unknown top-level key the whole
+schema (~950 lines); rules/common.smk calls this first, so a wrong key or value is named in a
+few lines: the config files, the key path and what was expected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kxl.errors import KxlError
+
+
+def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | None:
+    """The first schema violation of `config` in words (None when it validates)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {unknown}; allowed: {allowed}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    expected = {k: v for k, v in error.schema.items() if k not in ("description", "properties")}
+    got = repr(error.instance)
+    got = got if len(got) <= 80 else got[:77] + "..."
+    return f"{where}: {got} is not valid ({error.validator}: expected {_short(expected)})"
+
+
+def _short(schema: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in schema.items())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def check_config(config: dict[str, Any], schema_path: str | Path, files: Sequence[str]) -> None:
+    """KxlError naming the config files and the first problem; nothing when it validates."""
+    problem = config_problem(config, schema_path)
+    if problem:
+        names = ", ".join(str(f) for f in files) or "(no config file)"
+        raise KxlError(f"invalid config (from {names}) at {problem}")
