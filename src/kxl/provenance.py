@@ -150,10 +150,18 @@ def verify(root: str | os.PathLike[str]) -> tuple[int, list[Finding]]:
     """Re-hash every recorded artifact under `root` and its inputs.
 
     Returns (number of records checked, findings). A finding is an artifact whose bytes
-    changed, that vanished, or one of whose inputs changed or vanished since it was made.
+    changed, that vanished, or one of whose inputs changed or vanished since it was made; a
+    file of a folder with its own manifest.json (training checkpoints) that differs from it; or
+    a root without records. KxlError when `root` is not a folder.
     """
+    from kxl.errors import KxlError
+
+    if not Path(root).is_dir():
+        raise KxlError(f"{root}: no such folder (nothing to verify)")
     findings: list[Finding] = []
     records = sorted(Path(root).rglob(f"{RECORD_DIR}/*.json"))
+    if not records:
+        findings.append(Finding(str(root), "no provenance records (not a results folder?)"))
     for rec in records:
         try:
             data = json.loads(rec.read_text())
@@ -175,4 +183,30 @@ def verify(root: str | os.PathLike[str]) -> tuple[int, list[Finding]]:
             cur = sha256_tree(Path(inp)) if Path(inp).is_dir() else sha256_file(inp)
             if cur != old:
                 findings.append(Finding(str(art), f"input {inp} changed since it was made"))
-    return len(records), findings
+    manifests = sorted(Path(root).rglob(MANIFEST_NAME))
+    for man in manifests:
+        findings += _manifest_findings(man)
+    return len(records) + len(manifests), findings
+
+
+# Folders that list their own files' sha256 and size (training checkpoints: docs/formats.md).
+MANIFEST_NAME = "manifest.json"
+
+
+def _manifest_findings(man: Path) -> list[Finding]:
+    try:
+        files = json.loads(man.read_text())["files"]
+        entries = [(str(n), str(e["sha256"]), int(e["size"])) for n, e in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [Finding(str(man), "unreadable manifest")]
+    out = []
+    for name, digest, size in entries:
+        f = man.parent / name
+        if not f.is_file():
+            out.append(Finding(str(f), "listed in its folder's manifest, missing"))
+        elif f.stat().st_size != size:
+            out.append(Finding(str(f), f"size {f.stat().st_size}, its manifest says {size}"))
+        elif sha256_file(f) != digest:
+            out.append(Finding(str(f), f"bytes changed (manifest {digest[:12]}, "
+                                       f"now {sha256_file(f)[:12]})"))
+    return out

@@ -186,3 +186,19 @@ def test_latent_cache_needs_the_base(images: Path, tmp_path: Path, capsys) -> No
     err = capsys.readouterr().err
     assert "needs --base and --config-dir" in err and err.count("\n") == 1
     assert not (out / "cache/index.json").exists()
+
+
+def test_verify_sees_a_flipped_byte_in_the_cache(images: Path, tmp_path: Path) -> None:
+    """Issue 21: `kxl verify` said 0 problems after one byte of a cache file was flipped."""
+    from kxl.provenance import verify
+
+    out = tmp_path / "buckets"
+    _assign(images, out, CFG)
+    assert _cache(images, out, CFG) == 0
+    assert verify(out)[1] == []
+    victim = sorted((out / "cache").glob("*.safetensors"))[-1]
+    data = bytearray(victim.read_bytes())
+    data[-3] ^= 0x10
+    victim.write_bytes(bytes(data))
+    findings = [str(f) for f in verify(out)[1]]
+    assert findings and all(f.startswith(f"{out / 'cache'}: bytes changed") for f in findings)

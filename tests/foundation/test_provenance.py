@@ -70,3 +70,31 @@ def test_directory_hash_ignores_snakemake_timestamp_and_uses_blob_names(tmp_path
     assert sha256_tree(d) == with_link
     (d / "a.txt").write_text("b")
     assert sha256_tree(d) != with_link
+
+
+def test_verify_of_a_missing_or_empty_root_fails(tmp_path: Path, capsys) -> None:
+    """Issue 21: `kxl verify result` (a typo) said '0 artifact record(s) ... 0 problem(s)'."""
+    assert main(["verify", str(tmp_path / "result")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"kxl verify: error: {tmp_path / 'result'}: no such folder (nothing to verify)"
+    assert main(["verify", str(tmp_path)]) == 1
+    assert "no provenance records" in capsys.readouterr().err
+
+
+def test_verify_checks_folders_with_their_own_manifest(tmp_path: Path) -> None:
+    """Training checkpoints list each file's sha256 and size in manifest.json."""
+    import json
+
+    ck = tmp_path / "train/checkpoints/step-00000002"
+    ck.mkdir(parents=True)
+    (ck / "a.bin").write_bytes(b"abc")
+    (ck / "manifest.json").write_text(json.dumps(
+        {"step": 2, "files": {"a.bin": {"sha256": sha256_file(ck / "a.bin"), "size": 3}}}))
+    n, findings = verify(tmp_path)
+    assert n == 1 and [f.problem for f in findings] == ["no provenance records (not a results "
+                                                        "folder?)"]
+    (ck / "a.bin").write_bytes(b"abd")
+    problems = [f.problem for f in verify(tmp_path)[1]]
+    assert any(p.startswith("bytes changed (manifest ") for p in problems), problems
+    (ck / "a.bin").write_bytes(b"ab")
+    assert "size 2, its manifest says 3" in [f.problem for f in verify(tmp_path)[1]]

@@ -90,7 +90,8 @@ def _cache(args: argparse.Namespace) -> int:
         inputs += [args.base, args.config_dir]
     remove_stale(out_dir, {e["file"] for e in entries})
     write_json(args.index, {**index, "files": entries})
-    record("buckets", [args.index], inputs, to_dict(cfg))
+    # the folder too: `kxl verify` then re-hashes the cache files training reads
+    record("buckets", [args.index, out_dir], inputs, to_dict(cfg))
     print(f"bucket cache: storage={cfg.cache}, {len(entries)} file(s)")
     return 0
 
