@@ -70,3 +70,48 @@ def test_two_ranks_match_one_rank_with_double_accumulation(tiny_inputs, tmp_path
     la, lb = (_losses(tmp_path / d / "metrics.csv") for d in ("one", "two"))
     assert len(la) == len(lb) == STEPS
     assert all(abs(x - y) <= 1e-4 * abs(x) for x, y in zip(la, lb, strict=True))
+
+
+def _inputs_with_layout(src: Path, dst: Path, world: int) -> Path:
+    """A copy of the tiny inputs whose plan is laid out for `world` ranks with the same W*A."""
+    import polars as pl
+
+    from kxl.tables import write_table
+    from kxl.train.data import PLAN_SCHEMA
+
+    shutil.copytree(src, dst)
+    plan = pl.read_parquet(dst / "plan.parquet")
+    i = pl.col("micro").cast(pl.Int64) * (int(plan["rank"].max()) + 1) + pl.col("rank")
+    plan = plan.with_columns((i % world).alias("rank"), (i // world).alias("micro"))
+    write_table(plan.cast(PLAN_SCHEMA), dst / "plan.parquet", PLAN_SCHEMA)
+    return dst
+
+
+@pytest.mark.slow
+def test_checkpoint_of_one_rank_continues_on_two(tiny_inputs, tmp_path) -> None:
+    """Issue 21 section 3 (elastic resume): a run checkpointed by one process with plan
+    (W=1, A=2) continues under torchrun with two ranks and plan (W=2, A=1), and ends where an
+    uninterrupted one-process run ends, to the reduction-order tolerance above."""
+    src = tiny_inputs["plan"].parent
+    one = _inputs_with_layout(src, tmp_path / "w1a2", 1)
+    two = _inputs_with_layout(src, tmp_path / "w2a1", 2)
+    cfg = config_json(lr_unet=LR, checkpoint_every=3, warmup_counting="global")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    _run([sys.executable, str(RUNNER), str(one), str(tmp_path / "ref"), "none", cfg])
+    part = config_json(lr_unet=LR, checkpoint_every=3, warmup_counting="global", max_steps=3)
+    _run([sys.executable, str(RUNNER), str(one), str(tmp_path / "run"), "none", part])
+    _run([torchrun, "--standalone", "--nproc-per-node", "2", str(RUNNER), str(two),
+          str(tmp_path / "run"), "auto", cfg])
+    a = load_file(str(tmp_path / "ref/lokr.safetensors"))
+    b = load_file(str(tmp_path / "run/lokr.safetensors"))
+    total = differing = 0
+    for k in a:
+        diff = (a[k] - b[k]).abs()
+        assert float(diff.max()) <= 2 * LR * STEPS + 1e-6, k
+        total += diff.numel()
+        differing += int((diff > 0).sum())
+    assert differing <= 1e-3 * total, f"{differing} of {total} weights differ"
+    la, lb = (_losses(tmp_path / d / "metrics.csv") for d in ("ref", "run"))
+    assert len(la) == len(lb) == STEPS
+    assert la[:3] == lb[:3]  # the first three steps are the same process's
+    assert all(abs(x - y) <= 1e-4 * abs(x) for x, y in zip(la, lb, strict=True))

@@ -270,3 +270,24 @@ def test_training_with_cache_latents_matches_pixels(tiny_inputs, images, tmp_pat
         total += diff.numel()
         assert float(diff.max()) <= 2 * lr * STEPS + 1e-6, k
     assert close >= 0.99 * total, (close, total)
+
+
+@pytest.mark.parametrize("storage", ["pixels", "latents"])
+def test_a_flipped_byte_in_the_cache_is_refused_on_open(tiny_inputs, images, tmp_path,
+                                                          storage) -> None:
+    """Issue 21: one flipped byte in buckets/cache/002.safetensors trained without a warning."""
+    import shutil
+
+    folder = tmp_path / storage
+    shutil.copytree(images[f"index_{storage}"].parent, folder)
+    plan = _plan(tiny_inputs, 0, 1)
+    mb = plan.micro_batches(int(plan.steps[0]))[0]
+    victim = folder / f"{mb.bucket:03d}.safetensors"
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0x01  # inside the last tensor's bytes: the header still parses
+    victim.write_bytes(bytes(data))
+    src = open_pixel_source(folder / "index.json", tiny_inputs["buckets"],
+                            base_sha256=lambda: BASE_SHA)
+    with pytest.raises(KxlError, match=rf"{victim.name}: sha256 \w{{12}}\.\.\. differs from "
+                                       r".*index.json's \w{12}\.\.\. \(corrupt"):
+        src.get(mb.bucket, mb.post_ids)

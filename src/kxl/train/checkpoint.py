@@ -138,9 +138,12 @@ class CheckpointManager:
                 out.append(Checkpoint(int(p.name[5:]), p))
         return sorted(out, key=lambda c: c.step)
 
-    def latest_valid(self, warn: Any = print) -> Checkpoint | None:
-        """Newest checkpoint that verifies; corrupt ones are named through `warn` and skipped."""
+    def latest_valid(self, warn: Any = print, at_most: int | None = None) -> Checkpoint | None:
+        """Newest checkpoint (at step <= `at_most`, if given) that verifies; corrupt ones are
+        named through `warn` and skipped."""
         for ck in reversed(self.list()):
+            if at_most is not None and ck.step > at_most:
+                continue
             try:
                 self.verify(ck.path)
                 return ck
@@ -153,8 +156,9 @@ class CheckpointManager:
         self.verify(path)
         return json.loads((path / FILES[2]).read_text())["meta"]
 
-    def supersede(self, under: Path) -> Path:
-        """Move the whole checkpoint folder to a new timestamped folder under `under`."""
+    def supersede(self, under: Path, steps: list[int] | None = None) -> Path:
+        """Move the whole checkpoint folder (or only the checkpoints of `steps`) to a new
+        timestamped folder under `under`; nothing is deleted."""
         import time
 
         under.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,12 @@ class CheckpointManager:
         n = 1
         while dest.exists():
             dest, n = under / f"checkpoints-{stamp}-{n}", n + 1
-        os.replace(self.root, dest)
+        if steps is None:
+            os.replace(self.root, dest)
+            return dest
+        dest.mkdir()
+        for step in steps:
+            os.replace(self.path(step), dest / self.path(step).name)
         return dest
 
     def load(self, path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

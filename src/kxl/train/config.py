@@ -67,8 +67,11 @@ class TrainConfig:
     # --gradient_checkpointing): same math, far less activation memory. SDXL at 1024x1024,
     # batch 4 does not fit a 24 GB card (the original's RTX 3090s) without it.
     gradient_checkpointing: bool = False
-    # per_rank: noise from (seed, step, plan rank, micro); shared: sd-scripts (same on every rank).
-    rng_streams: Literal["per_rank", "shared"] = "per_rank"
+    # per_sample: each sample's posterior sample, noise and timestep from (seed, step, its place
+    # in the step), whoever computes it: any (W, A) with the same W*A gives the same losses, so a
+    # checkpoint continues on another layout. per_rank: from (seed, step, plan rank, micro).
+    # shared: sd-scripts 0.8.7 (the same stream on every rank).
+    rng_streams: Literal["per_sample", "per_rank", "shared"] = "per_sample"
     checkpoint_steps: list[int] = field(default_factory=list)
     checkpoint_every: int = 0
     keep_last: int = 2

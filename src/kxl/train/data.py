@@ -109,6 +109,23 @@ class PlanData:
         return h.hexdigest()[:16]
 
 
+    def prefix_hash(self, n_steps: int) -> str:
+        """sha256 of the plan rows of the first `n_steps` steps (all ranks): what a checkpoint
+        at position n_steps has consumed. Two plans that agree on it put the same posts and
+        sample seeds at the same place of each step (micro-batch i = micro * W + rank, slot),
+        whatever follows: the same for every (W, A) with the same W*A."""
+        hi = self._plan_index[int(self.steps[n_steps - 1])][1] if n_steps > 0 else 0
+        w = self.layout.world_size
+        position = (pl.col("micro").cast(pl.Int64) * w + pl.col("rank")).alias("position")
+        part = (self.plan.slice(0, hi)
+                .select("step", position, "slot", "post_id", "sample_seed")
+                .sort("step", "position", "slot"))
+        h = hashlib.sha256(f"{n_steps}:{hi}".encode())
+        for col in part.columns:
+            h.update(np.ascontiguousarray(part[col].to_numpy()).tobytes())
+        return h.hexdigest()
+
+
 def _offsets(steps: np.ndarray) -> dict[int, tuple[int, int]]:
     values, starts = np.unique(steps, return_index=True)
     ends = np.append(starts[1:], len(steps))
@@ -170,12 +187,17 @@ class PixelSource(Protocol):
 
 class _BucketFiles:
     """Rows by post id of buckets/cache/{bucket:03d}.safetensors (ids int64 [n] + per-row
-    tensors), read one slice per image so a step touches only its own rows."""
+    tensors), read one slice per image so a step touches only its own rows.
+
+    `expected` (file name -> sha256, from index.json): each file is hashed once, when first
+    opened, and a file that differs from its record is refused (a flipped byte in a pixel cache
+    otherwise trains without a warning)."""
 
     storage = ""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, expected: dict[str, str] | None = None) -> None:
         self.root = Path(root)
+        self.expected = expected
         self._index: dict[int, dict[int, int]] = {}
 
     def _file(self, bucket: int) -> Path:
@@ -191,10 +213,25 @@ class _BucketFiles:
                     f"{path}: bucket cache missing; run the buckets stage with cache: "
                     f"{self.storage}"
                 )
+            self._check(path)
             with safe_open(str(path), "np") as f:
                 ids = f.get_tensor("ids")
             self._index[bucket] = {int(v): i for i, v in enumerate(ids)}
         return self._index[bucket]
+
+    def _check(self, path: Path) -> None:
+        if self.expected is None:
+            return
+        from kxl.hashing import sha256_file
+
+        index = path.parent / "index.json"
+        want = self.expected.get(path.name)
+        if want is None:
+            raise KxlError(f"{path}: not listed in {index}; re-run cache-buckets")
+        got = sha256_file(path)
+        if got != want:
+            raise KxlError(f"{path}: sha256 {got[:12]}... differs from {index}'s {want[:12]}... "
+                           "(corrupt or changed since it was written); re-run cache-buckets")
 
     def _rows(self, bucket: int, post_ids: np.ndarray, names: tuple[str, ...]) -> list[Any]:
         """Torch tensors `names` [n, ...] for `post_ids` in that order."""
@@ -332,7 +369,7 @@ def open_pixel_source(
         ) from e
     storage = meta.get("storage") if isinstance(meta, dict) else None
     if storage == "pixels":
-        return PixelCache(path.parent)
+        return PixelCache(path.parent, _expected_files(path, meta))
     if storage == "latents":
         return _latent_cache(path, meta, base_sha256)
     if storage != "none":
@@ -368,11 +405,22 @@ def _latent_cache(
     if made != now:
         raise KxlError(f"{path}: latents were encoded with another base model (sha256 "
                        f"{str(made)[:12]}..., training loads {now[:12]}...); re-run cache-buckets")
+    return LatentCache(path.parent, _expected_files(path, meta))
+
+
+def _expected_files(path: Path, meta: dict[str, Any]) -> dict[str, str]:
+    """index.json's file name -> sha256; every listed file must exist (checked before step 0,
+    not mid-run)."""
     files = meta.get("files")
     if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
         raise KxlError(f"{path}: 'files' is not a list of entries; re-run cache-buckets")
+    out = {}
     for e in files:
-        if not (path.parent / str(e.get("file"))).is_file():
-            raise KxlError(f"{path}: lists {e.get('file')} but {path.parent} has no such file; "
+        name, digest = str(e.get("file")), e.get("sha256")
+        if not (path.parent / name).is_file():
+            raise KxlError(f"{path}: lists {name} but {path.parent} has no such file; "
                            "re-run cache-buckets")
-    return LatentCache(path.parent)
+        if not isinstance(digest, str):
+            raise KxlError(f"{path}: entry {name} has no sha256; re-run cache-buckets")
+        out[name] = digest
+    return out

@@ -34,6 +34,16 @@ def add_noise(x0: Any, noise: Any, acp: Any, t: Any) -> Any:
     return a * x0 + s * noise
 
 
+def draw_noise_per_sample(
+    latents_shape: tuple[int, ...], offset: float, steps: int, gens: list[Any]
+) -> tuple[Any, Any]:
+    """draw_noise for each sample from its own generator (rng_streams per_sample), stacked."""
+    import torch
+
+    rows = [draw_noise((1, *latents_shape[1:]), offset, steps, g) for g in gens]
+    return torch.cat([n for n, _ in rows]), torch.cat([t for _, t in rows])
+
+
 def draw_noise(
     latents_shape: tuple[int, ...], offset: float, steps: int, gen: Any
 ) -> tuple[Any, Any]:

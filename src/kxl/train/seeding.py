@@ -1,7 +1,10 @@
 """All randomness of training: generators derived from explicit keys, and determinism flags.
 
-No global RNG is used for training noise: every micro-batch gets its own torch.Generator seeded
-from (run seed, purpose, step, rank, micro), so resume needs only the plan position.
+No global RNG is used for training noise: every sample (`per_sample`) or micro-batch (`per_rank`,
+`shared`) gets its own torch.Generator seeded from an explicit key, so resume needs only the plan
+position. `per_sample` keys a sample by its place in the optimizer step (micro-batch sequence
+index i = micro * W + rank of the plan, slot), which every layout with the same W*A gives it: a
+run can continue on another (W, A) and compute the same losses.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ def micro_generator(seed: int, step: int, rank: int, micro: int, shared: bool, d
     g = torch.Generator(device=device)
     g.manual_seed(derive_seed(seed, "noise", step, -1 if shared else rank, micro))
     return g
+
+
+def sample_generators(
+    seed: int, step: int, position: int, n: int, device: Any
+) -> list[Any]:
+    """One generator per sample of a micro-batch: micro-batch `position` (micro * W + rank of
+    the plan: its place in the optimizer step), slots 0..n-1."""
+    import torch
+
+    out = []
+    for slot in range(n):
+        g = torch.Generator(device=device)
+        g.manual_seed(derive_seed(seed, "sample", step, position, slot))
+        out.append(g)
+    return out
 
 
 def set_deterministic(seed: int) -> None:

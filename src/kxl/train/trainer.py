@@ -1,8 +1,9 @@
 """The training loop: collaborators named up front, one short loop over plan steps.
 
-Every micro-batch draws its VAE posterior sample, noise, noise offset and timesteps from a
-generator derived from (seed, step, plan rank, micro), so the run is a pure function of the plan
-position and a resume from any checkpoint continues bit-identically on CPU.
+Every sample draws its VAE posterior sample, noise, noise offset and timestep from a generator
+derived from (seed, step, its place in the step) (kxl.train.seeding; or one per micro-batch under
+rng_streams per_rank / shared), so the run is a pure function of the plan position and a resume
+from any checkpoint continues bit-identically on CPU.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kxl.config import to_dict
+from kxl.train import fingerprint
 from kxl.train.checkpoint import CheckpointManager
 from kxl.train.components import Adapter, DataPosition, RngState
 from kxl.train.config import TrainConfig
@@ -24,25 +26,6 @@ from kxl.train.metrics import MetricsLog
 from kxl.train.schedule import LRSchedule
 
 Augment = Callable[[str, int, bool, float], str]
-# Config keys that may change between a checkpoint and its resume (launch and bookkeeping only).
-RESUME_FREE_KEYS = frozenset(
-    {
-        "run",
-        "max_steps",
-        "checkpoint_steps",
-        "checkpoint_every",
-        "keep_last",
-        "tensorboard",
-        "gradient_checkpointing",
-    }
-)
-
-
-def _jsonable(value: Any) -> Any:
-    """The value as it reads back from state.json (tuples become lists)."""
-    import json
-
-    return json.loads(json.dumps(value))
 
 
 def resolve_vae_scale(configured: float | None, vae_config_scale: float) -> float:
@@ -144,6 +127,17 @@ class Trainer:
         acp = alphas_cumprod(cfg.beta_start, cfg.beta_end, cfg.num_train_timesteps)
         self.acp, self.snr = acp.to(world.device), snr(acp).to(world.device)
         self.ckpt = CheckpointManager(out_dir / "checkpoints", cfg.keep_last, cfg.checkpoint_steps)
+        # the step budget: the plan's steps, or fewer under train.max_steps
+        self.end = data.num_steps if cfg.max_steps is None else min(cfg.max_steps, data.num_steps)
+        self.settings = fingerprint.settings(to_dict(cfg), to_dict(caption), seed)
+        # the layout: only W*A decides the math when each sample's randomness is keyed by its
+        # place in the step and the warmup counts optimizer steps; under per_rank / shared
+        # streams or a per_process warmup the plan's W does too
+        layout = data.layout
+        self.settings["plan.micros_per_step"] = layout.micros_per_step
+        per_process_warmup = cfg.warmup_counting == "per_process" and cfg.warmup_steps > 0
+        if cfg.rng_streams != "per_sample" or per_process_warmup:
+            self.settings["plan.world_size"] = layout.world_size
         self.vae_scale = resolve_vae_scale(cfg.vae_scale, models.vae.config.scaling_factor)
 
     # -- state -------------------------------------------------------------------------------
@@ -169,38 +163,30 @@ class Trainer:
     def mismatch(self, meta: dict[str, Any]) -> str | None:
         """Why a checkpoint with `meta` cannot continue this run (None: it can).
 
-        Same seed, training math (RESUME_FREE_KEYS may change), input files and plan rows at
-        the next step; the plan file itself may differ (another W with the same W*A)."""
-        old = {"seed": meta.get("seed"), **meta.get("config", {})}
-        new = {"seed": self.seed, **to_dict(self.cfg)}
-        for key in sorted(set(old) | set(new)):
-            if key in RESUME_FREE_KEYS or old.get(key) == _jsonable(new.get(key)):
-                continue
-            return f"made with train.{key}={old.get(key)!r}, config now has {new.get(key)!r}"
-        old_inputs = meta.get("inputs") or {}
-        for name in sorted(set(old_inputs) | set(self.inputs)):
-            if old_inputs.get(name) != self.inputs.get(name):
-                was = (old_inputs.get(name) or "none")[:12]
-                now = (self.inputs.get(name) or "none")[:12]
-                return f"made from another {name} (sha256 {was}..., now {now}...)"
+        Its fingerprint (kxl.train.fingerprint: math-deciding settings, input files, the plan
+        rows it consumed) must be this run's, and its position inside the step budget."""
+        if "settings" not in meta:
+            return "made by an older kxl that recorded no run fingerprint"
+        problem = fingerprint.settings_mismatch(meta["settings"], self.settings)
+        problem = problem or fingerprint.inputs_mismatch(meta.get("inputs") or {}, self.inputs)
+        if problem:
+            return problem
         nxt = int(meta.get("next_step", -1))
-        if nxt < 0:
-            return "its meta lacks next_step"
-        if nxt < self.data.num_steps and meta.get("next_rows_hash") != self._rows_hash(nxt):
-            return f"made with a different plan (step {nxt} rows differ)"
+        if not 0 <= nxt <= self.end:
+            return f"its position {nxt} is outside this run's budget of {self.end} step(s)"
+        if meta.get("plan_prefix_sha256") != self.data.prefix_hash(nxt):
+            return f"made with a different plan (its first {nxt} step(s) differ)"
         return None
-
-    def _rows_hash(self, index: int) -> str:
-        return self.data.rows_hash(int(self.data.steps[index]))
 
     def save(self) -> None:
         nxt = self.position.next_step
         meta = {
-            "config": to_dict(self.cfg),
+            "config": to_dict(self.cfg),  # for people; the resume check reads `settings`
+            "settings": self.settings,
             "seed": self.seed,
             "next_step": nxt,
             "plan_world_size": self.data.layout.world_size,
-            "next_rows_hash": self._rows_hash(nxt) if nxt < self.data.num_steps else None,
+            "plan_prefix_sha256": self.data.prefix_hash(nxt),
             "inputs": self.inputs,
         }
         if self.world.main:
@@ -211,26 +197,31 @@ class Trainer:
         """`none`; a checkpoint directory (it must belong to this run, else KxlError); or
         `auto`: the newest valid checkpoint in out-dir (corrupt ones named and skipped).
 
-        Under `auto` a checkpoint of another run (Snakemake reruns training after an input or
-        the config changed) is not resumed: the checkpoints folder is moved, not deleted, to
-        out-dir/superseded/ and training starts at step 0. A preempted job restarts with the
-        same inputs, so it resumes."""
+        Under `auto` only the newest valid checkpoint inside the step budget is a candidate;
+        those past the budget (max_steps lowered, a shorter plan) are moved, not deleted, to
+        out-dir/superseded/. A candidate of another run (Snakemake reruns training after an
+        input or the config changed) is not resumed: the whole checkpoints folder is moved there
+        and training starts at step 0. A preempted job restarts with the same inputs, so it
+        resumes."""
         from kxl.errors import KxlError
 
         if how == "none":
             return
         if how == "auto":
-            ck = self.ckpt.latest_valid(warn=log)
-            if ck is None:
-                return
-            problem = self.mismatch(self.ckpt.meta(ck.path))
-            if problem:
-                barrier(self.world)  # every rank has decided before rank 0 moves the folder
-                if self.world.main:
-                    dest = self.ckpt.supersede(self.out_dir / "superseded")
-                    log(f"{ck.path}: {problem}; not this run's checkpoint, moved the "
-                        f"checkpoints to {dest}, starting at step 0")
-                barrier(self.world)
+            past = [c for c in self.ckpt.list() if c.step > self.end]
+            ck = self.ckpt.latest_valid(warn=log, at_most=self.end)
+            problem = self.mismatch(self.ckpt.meta(ck.path)) if ck else None
+            barrier(self.world)  # every rank has decided before rank 0 moves folders
+            if self.world.main and problem:
+                dest = self.ckpt.supersede(self.out_dir / "superseded")
+                log(f"{ck.path}: {problem}; not this run's checkpoint, moved the "
+                    f"checkpoints to {dest}, starting at step 0")
+            elif self.world.main and past:
+                dest = self.ckpt.supersede(self.out_dir / "superseded", [c.step for c in past])
+                log(f"{len(past)} checkpoint(s) past this run's budget of {self.end} step(s) "
+                    f"(newest {past[-1].path.name}) moved to {dest}")
+            barrier(self.world)
+            if ck is None or problem:
                 return
             path = ck.path
         else:
@@ -247,16 +238,26 @@ class Trainer:
         import torch
         import torch.nn.functional as F
 
-        from kxl.train.diffusion import add_noise, draw_noise, min_snr_weight
-        from kxl.train.seeding import micro_generator
+        from kxl.train.diffusion import add_noise, draw_noise, draw_noise_per_sample, min_snr_weight
+        from kxl.train.seeding import micro_generator, sample_generators
         from kxl.train.text import encode, tokenize
 
         dev, cfg = self.world.device, self.cfg
-        gen = micro_generator(
-            self.seed, mb.step, mb.rank, mb.micro, cfg.rng_streams == "shared", dev
-        )
-        latents = self.latents(mb, gen)
-        noise, t = draw_noise(tuple(latents.shape), cfg.noise_offset, cfg.num_train_timesteps, gen)
+        if cfg.rng_streams == "per_sample":
+            position = mb.micro * self.data.layout.world_size + mb.rank
+            gens = sample_generators(self.seed, mb.step, position, len(mb.post_ids), dev)
+            latents = self.latents(mb, gens)
+            noise, t = draw_noise_per_sample(
+                tuple(latents.shape), cfg.noise_offset, cfg.num_train_timesteps, gens
+            )
+        else:
+            gen = micro_generator(
+                self.seed, mb.step, mb.rank, mb.micro, cfg.rng_streams == "shared", dev
+            )
+            latents = self.latents(mb, [gen])
+            noise, t = draw_noise(
+                tuple(latents.shape), cfg.noise_offset, cfg.num_train_timesteps, gen
+            )
         noisy = add_noise(latents, noise, self.acp, t)
         caps = [
             self.augment(c, int(s), self.caption.shuffle, self.caption.tag_dropout)
@@ -276,10 +277,11 @@ class Trainer:
             loss = loss * min_snr_weight(self.snr[t], cfg.min_snr_gamma)
         return loss.mean()
 
-    def latents(self, mb: MicroBatch, gen: Any) -> Any:
-        """Scaled VAE latents of the micro-batch: one posterior sample drawn from `gen` (its
-        first draw), encoded now from pixels or read from a latents cache. Both draw the same
-        randn from `gen`, so everything drawn after it is the same whichever storage is used."""
+    def latents(self, mb: MicroBatch, gens: list[Any]) -> Any:
+        """Scaled VAE latents of the micro-batch: one posterior sample drawn from `gens` (its
+        first draw: one generator for the micro-batch, or one per sample), encoded now from
+        pixels or read from a latents cache. Both draw the same randn from each generator, so
+        everything drawn after it is the same whichever storage is used."""
         import torch
 
         from kxl.model.vae import Posterior, encode_posterior, sample_posterior
@@ -288,7 +290,11 @@ class Trainer:
         got = self.pixels.get(mb.bucket, mb.post_ids)
         post = got if isinstance(got, Posterior) else encode_posterior(self.m.vae, got.to(dev))
         post = Posterior(post.mean.to(dev, torch.float32), post.std.to(dev, torch.float32))
-        return sample_posterior(post, gen) * self.vae_scale
+        if len(gens) == 1:
+            return sample_posterior(post, gens[0]) * self.vae_scale
+        rows = [sample_posterior(Posterior(post.mean[i : i + 1], post.std[i : i + 1]), g)
+                for i, g in enumerate(gens)]
+        return torch.cat(rows) * self.vae_scale
 
     def step(self, index: int) -> dict[str, Any]:
         import torch
@@ -334,14 +340,19 @@ class Trainer:
 def run(
     trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None] = print
 ) -> TrainResult:
-    """Resume, train to the end of the plan (or max_steps), write the final kohya-keyed LoKr."""
+    """Resume, train to the end of the plan (or max_steps), write the final kohya-keyed LoKr.
+    The main process holds the out-dir's training lock throughout (kxl.train.lock)."""
+    from kxl.train.lock import training_lock
+
+    with training_lock(trainer.out_dir) if trainer.world.main else contextlib.nullcontext():
+        return _run_locked(trainer, resume, lokr_out, log)
+
+
+def _run_locked(
+    trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None]
+) -> TrainResult:
     trainer.resume(resume, log)
-    cfg = trainer.cfg
-    end = (
-        trainer.data.num_steps
-        if cfg.max_steps is None
-        else min(cfg.max_steps, trainer.data.num_steps)
-    )
+    cfg, end = trainer.cfg, trainer.end
     start = trainer.position.next_step
     metrics = MetricsLog(trainer.out_dir, start, cfg.tensorboard) if trainer.world.main else None
     row: dict[str, Any] = {}
