@@ -9,7 +9,7 @@ EVAL_VENV ?= .venv-eval
 TARGET ?= results/epsilon.safetensors
 CORES  ?= all
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ run: $(VENV)/.installed $(EVAL_VENV)/.installed
 
 test: $(VENV)/.installed $(EVAL_VENV)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+
+# The fast tier for iteration: unit, property and conformance tests, no pipeline run, no SLURM
+# (markers in pyproject.toml); `make test` runs everything.
+test-fast: $(VENV)/.installed $(EVAL_VENV)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -m "not slow and not e2e and not cluster"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks

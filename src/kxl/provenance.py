@@ -108,6 +108,31 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def environment() -> dict[str, Any]:
+    """What an artifact's exact bytes may depend on beyond its inputs and config: the CPU
+    kernels torch dispatched to (AVX2 vs AVX512 sum floats in other orders), thread counts
+    (reductions split by thread) and the torch build. Torch facts only when the stage loaded
+    torch (the data stages do not, and their outputs do not depend on it)."""
+    import platform
+    import sys
+
+    env: dict[str, Any] = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env.update({
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads(),
+            "torch_cuda": torch.version.cuda,
+            "cuda_device": (torch.cuda.get_device_name(0)
+                            if torch.cuda.is_available() else None),
+        })
+    return env
+
+
 def record(
     stage: str,
     outputs: list[str | os.PathLike[str]],
@@ -133,6 +158,7 @@ def record(
                 "kxl_version": __version__,
                 "git_commit": git_commit(),
                 "packages": package_versions(),
+                "environment": environment(),
             },
         )
 

@@ -30,6 +30,19 @@ def test_record_has_hashes_config_and_versions(made: tuple[Path, Path]) -> None:
     assert rec["stage"] == "demo"
     assert rec["kxl_version"]
     assert "polars" in rec["packages"] and rec["packages"]["polars"]
+    assert rec["environment"]["machine"]
+
+
+def test_record_names_the_kernels_when_torch_made_it(tmp_path: Path) -> None:
+    """What exact bytes may depend on (issue 21): AVX2 and AVX512 kernels sum in other orders."""
+    import torch
+
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"x")
+    record("demo", [out], [])
+    env = json.loads(record_path(out).read_text())["environment"]
+    assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["torch_threads"] == torch.get_num_threads()
 
 
 def test_verify_clean_then_reports_changed_output_and_input(made: tuple[Path, Path]) -> None:
