@@ -227,3 +227,31 @@ def test_final_lokr_bytes_depend_only_on_its_values(tiny_inputs, tmp_path) -> No
     header = json.loads(a[8 : 8 + struct.unpack("<Q", a[:8])[0]])
     meta = header["__metadata__"]
     assert len(meta) >= 6 and list(meta) == sorted(meta)
+
+
+def test_save_precision_casts_the_final_file_only(tiny_inputs, tmp_path) -> None:
+    """sd-scripts --save_precision fp16: the final LoKr holds the fp32 factors rounded to fp16;
+    checkpoints keep fp32 so a resume continues the trained values, not their rounding."""
+    from safetensors import safe_open
+
+    from kxl.train.trainer import run
+
+    run(_trainer(tiny_inputs, tmp_path / "a", max_steps=2), "none", tmp_path / "a.safetensors",
+        log=lambda s: None)
+    half = _trainer(tiny_inputs, tmp_path / "b", max_steps=2, checkpoint_every=2,
+                    save_precision="fp16")
+    run(half, "none", tmp_path / "b.safetensors", log=lambda s: None)
+    full = load_file(str(tmp_path / "a.safetensors"))
+    low = load_file(str(tmp_path / "b.safetensors"))
+    assert full.keys() == low.keys()
+    for k in full:
+        assert low[k].dtype == torch.float16 and full[k].dtype == torch.float32, k
+        assert torch.equal(low[k], full[k].to(torch.float16)), k
+    ck = load_file(str(tmp_path / "b/checkpoints/step-00000002/lokr.safetensors"))
+    assert all(v.dtype == torch.float32 for v in ck.values())
+    with safe_open(str(tmp_path / "b.safetensors"), "pt") as f:
+        assert f.metadata()["kxl_save_precision"] == "fp16"
+    # half the tensor bytes (the tiny file's header, ~0.4 MB of key names, is the same)
+    sizes = [(tmp_path / f"{n}.safetensors").stat().st_size for n in "ab"]
+    tensor_bytes = sum(v.numel() * 4 for v in full.values())
+    assert abs(sizes[0] - sizes[1] - tensor_bytes // 2) < 4096  # offsets' digits in the header

@@ -29,6 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lokr", required=True, help="final adapter (kohya keys)")
     p.add_argument("--resume", default="auto", help="auto (newest valid checkpoint) | none | DIR")
     p.set_defaults(func=_run)
+    t = sub.add_parser("lokr-table", help="the LoKr's modules, factors, parameters and file size "
+                       "per block kind at a model's real shapes (meta device: no weights)")
+    t.add_argument("--config-dir", help="diffusers configs (default: SDXL base 1.0's, shipped)")
+    t.add_argument("--preset", default="config/lycoris/kohaku_xl.toml")
+    t.add_argument("--factor", type=int, default=8, help="train.lokr.factor")
+    t.set_defaults(func=_lokr_table)
+
+
+def _lokr_table(args: argparse.Namespace) -> int:
+    from kxl.lokr.network import LokrSpec
+    from kxl.lokr.table import SDXL_CONFIGS, lokr_table, markdown
+
+    spec = LokrSpec(preset=args.preset, factor=args.factor)
+    print(markdown(lokr_table(args.config_dir or SDXL_CONFIGS, spec)))
+    return 0
 
 
 def run_inputs(

@@ -77,3 +77,6 @@ class TrainConfig:
     keep_last: int = 2
     max_steps: int | None = None
     tensorboard: bool = True
+    # dtype of the final LoKr file (sd-scripts --save_precision). Checkpoints keep fp32 factors:
+    # exact resume needs the trained values, not their rounding.
+    save_precision: Literal["fp32", "fp16", "bf16"] = "fp32"

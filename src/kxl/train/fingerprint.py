@@ -23,6 +23,7 @@ RESUME_FREE: dict[str, str] = {
     "keep_last": "how many checkpoints are kept",
     "tensorboard": "a second copy of metrics.csv",
     "gradient_checkpointing": "recomputes activations: memory, not math (tests/train/test_resume)",
+    "save_precision": "the final file's dtype; checkpoints keep the fp32 factors",
 }
 
 

@@ -26,6 +26,7 @@ from kxl.train.metrics import MetricsLog
 from kxl.train.schedule import LRSchedule
 
 Augment = Callable[[str, int, bool, float], str]
+SAVE_DTYPES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}  # torch dtype names
 
 
 def resolve_vae_scale(configured: float | None, vae_config_scale: float) -> float:
@@ -377,6 +378,8 @@ def write_lokr(trainer: Trainer, path: Path) -> None:
     every value could still write different bytes."""
     import json
 
+    import torch
+
     from kxl.model.st_io import save_streaming
 
     cfg = trainer.cfg
@@ -397,9 +400,11 @@ def write_lokr(trainer: Trainer, path: Path) -> None:
         "kxl_train_config": json.dumps(to_dict(cfg), sort_keys=True),
         "kxl_seed": str(trainer.seed),
         "kxl_steps": str(trainer.position.next_step),
+        "kxl_save_precision": cfg.save_precision,
     }
     # `+ 0.0` turns -0.0 into +0.0: runs that agree on every value can still differ in the sign
     # of a zero (seen between a local and a SLURM run), which would change the file's bytes.
     sd = {k: (v + 0.0 if v.is_floating_point() else v).contiguous()
           for k, v in trainer.adapter.state_dict().items()}
-    save_streaming(sd, path, meta)
+    dtype = SAVE_DTYPES[cfg.save_precision]
+    save_streaming(sd, path, meta, getattr(torch, dtype) if dtype else None)
