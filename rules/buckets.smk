@@ -29,20 +29,8 @@ rule assign_buckets:
 
 # With `buckets.cache: none` only index.json is written (training then decodes the images).
 # With `latents` the base model's VAE encodes the cache, so the base is an input (only then:
-# the other storages must not wait for, or rerun after, the base stage) and the train env runs it.
-LATENT_CACHE = config["buckets"]["cache"] == "latents"
-
-
-def cache_base_inputs(wildcards):
-    if not LATENT_CACHE:
-        return {}
-    return {"base": "results/base/base.safetensors", "config_dir": "results/base/config"}
-
-
-def cache_base_args(wildcards, input):
-    return f"--base {input.base} --config-dir {input.config_dir}" if LATENT_CACHE else ""
-
-
+# the other storages must not wait for, or rerun after, the base stage) and the train env runs
+# it (LATENT_CACHE, cache_base_inputs, cache_base_args in common.smk).
 rule cache_buckets:
     input:
         unpack(cache_base_inputs),

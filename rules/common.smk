@@ -35,6 +35,20 @@ def section(name):
     return lambda wildcards: text
 
 
+# Stage buckets: with `buckets.cache: latents` the base model is an input of cache_buckets.
+LATENT_CACHE = config["buckets"]["cache"] == "latents"
+
+
+def cache_base_inputs(wildcards):
+    if not LATENT_CACHE:
+        return {}
+    return {"base": "results/base/base.safetensors", "config_dir": "results/base/config"}
+
+
+def cache_base_args(wildcards, input):
+    return f"--base {input.base} --config-dir {input.config_dir}" if LATENT_CACHE else ""
+
+
 # Stage train: the torchrun launch line and its process count (see rules/train.smk).
 TRAIN_RUN = config["train"]["run"]
 TRAIN_LAUNCH = {
