@@ -23,6 +23,7 @@ STAGES = (
     "images",
     "buckets",
     "plan",
+    "checks",
     "model",
     "train",
     "merge",

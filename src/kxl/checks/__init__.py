@@ -1,0 +1,1 @@
+"""Stage checks: gates between the data/plan stages and training (count gates)."""
