@@ -255,3 +255,21 @@ def test_save_precision_casts_the_final_file_only(tiny_inputs, tmp_path) -> None
     sizes = [(tmp_path / f"{n}.safetensors").stat().st_size for n in "ab"]
     tensor_bytes = sum(v.numel() * 4 for v in full.values())
     assert abs(sizes[0] - sizes[1] - tensor_bytes // 2) < 4096  # offsets' digits in the header
+
+
+def test_progress_lines_are_rate_limited_and_end_with_the_last_step() -> None:
+    from kxl.train.trainer import Progress
+
+    row = {"loss": 0.125, "images_per_s": 8.0}
+    quiet: list[str] = []
+    p = Progress(2, 6, quiet.append, every_s=3600)
+    for done in range(3, 7):
+        p.update(done, row)
+    assert len(quiet) == 1 and quiet[0].startswith("step 6/6: loss 0.1250, 8.0 img/s, ")
+    chatty: list[str] = []
+    p = Progress(0, 3, chatty.append, every_s=0)
+    for done in range(1, 4):
+        p.update(done, row)
+    assert [m.split(":")[0] for m in chatty] == ["step 1/3", "step 2/3", "step 3/3"]
+    assert all(m.endswith(" h") and "eta" in m for m in chatty)
+    Progress(0, 3, None, every_s=0).update(3, row)  # other ranks: no log at all

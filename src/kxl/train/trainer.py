@@ -356,6 +356,7 @@ def _run_locked(
     cfg, end = trainer.cfg, trainer.end
     start = trainer.position.next_step
     metrics = MetricsLog(trainer.out_dir, start, cfg.tensorboard) if trainer.world.main else None
+    progress = Progress(start, end, log if trainer.world.main else None)
     row: dict[str, Any] = {}
     for index in range(start, end):
         row = trainer.step(index)
@@ -363,11 +364,33 @@ def _run_locked(
             metrics.log(row)
         if trainer.due(index + 1):
             trainer.save()
+        progress.update(index + 1, row)
     if metrics is not None:
         metrics.finish()
     if trainer.world.main:
         write_lokr(trainer, lokr_out)
     return TrainResult(end - start, end, row.get("loss"))
+
+
+class Progress:
+    """A log line at most every `every_s` seconds and at the end: step, loss, speed, ETA (a
+    12-day run must show it is alive without opening metrics.csv)."""
+
+    def __init__(self, start: int, end: int, log: Callable[[str], None] | None,
+                 every_s: float = 30.0) -> None:
+        self.start, self.end, self.log, self.every_s = start, end, log, every_s
+        self.t0 = self.last = time.monotonic()
+
+    def update(self, done: int, row: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if self.log is None or (now - self.last < self.every_s and done < self.end):
+            return
+        self.last = now
+        rate = (done - self.start) / max(now - self.t0, 1e-9)
+        eta = (self.end - done) / rate if rate else float("inf")
+        self.log(f"step {done}/{self.end}: loss {row['loss']:.4f}, "
+                 f"{row['images_per_s']:.1f} img/s, {rate * 3600:.0f} steps/h, "
+                 f"eta {eta / 3600:.1f} h")
 
 
 def write_lokr(trainer: Trainer, path: Path) -> None:
