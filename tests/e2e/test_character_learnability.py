@@ -33,12 +33,12 @@ def probe_errors(pipe, pixels: np.ndarray, prompts: list[str], labels: np.ndarra
     return probe.advantage(errors.mean(axis=0))
 
 
-def test_eval_characters_are_learnable_in_a_few_hundred_cpu_steps(default_run: Workflow) -> None:
+def train_and_probe(res, seed: int = 0) -> tuple[dict, dict, list[float]]:  # type: ignore[no-untyped-def]
+    """Probe before and after STEPS steps of training the base UNet on the six characters."""
     from kxl.eval.config import GenerateConfig
     from kxl.eval.generate import load_pipeline
     from kxl.model import pretrain
 
-    res = default_run.root / "results"
     chars = pl.read_parquet(res / "eval/ccip/characters.parquet")
     refs = pl.read_parquet(res / "eval/ccip/refs.parquet")
     gen_prompts = pl.read_parquet(res / "eval/ccip/generated/base/images.parquet")
@@ -52,7 +52,7 @@ def test_eval_characters_are_learnable_in_a_few_hundred_cpu_steps(default_run: W
              .filter(~pl.col("file").is_in(refs["file"].implode())).sort("id"))
     assert train["rank"].n_unique() == chars.height and train.height >= 150, train.height
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     pipe, _ = load_pipeline(str(res / "base/base.safetensors"), str(res / "base/config"),
                             GenerateConfig(device="cpu"))
     pipe.vae.to(torch.float32)
@@ -68,11 +68,18 @@ def test_eval_characters_are_learnable_in_a_few_hundred_cpu_steps(default_run: W
                                                          do_classifier_free_guidance=False)
     y = torch.from_numpy(train["rank"].to_numpy().copy())
     pool = pretrain.UnetPool(latents, ctx[y], pooled[y], null_ctx, null_pooled)
-    losses = pretrain.train_unet(pipe.unet, pool, torch.Generator().manual_seed(0), STEPS, 32,
-                                 SIZE, LR, 0.1)
-    after = probe_errors(pipe, ref_pixels, prompts, labels)
+    losses = pretrain.train_unet(pipe.unet, pool, torch.Generator().manual_seed(seed), STEPS,
+                                 32, SIZE, LR, 0.1)
+    return before, probe_errors(pipe, ref_pixels, prompts, labels), losses
+
+
+def test_eval_characters_are_learnable_in_a_few_hundred_cpu_steps(default_run: Workflow) -> None:
+    before, after, losses = train_and_probe(default_run.root / "results")
 
     assert before["top1"] < 0.35 and abs(before["advantage"]) < 0.005, before  # not known yet
-    # Measured on 2 cores: top-1 0.69, advantage +2.8% (0.10 / -0.03% before).
-    assert after["top1"] >= 0.5, (before, after, losses[-5:])  # 3x chance
-    assert after["advantage"] >= 0.015, (before, after)
+    # Thresholds from the spread, not one run (issue 21): top-1 is the stable signal, the mean
+    # advantage is not. Seeds 0/1/2 of this training on one default run (AVX2, 2 cores): top-1
+    # 0.65/0.58/0.60, advantage +2.2%/+0.4%/+0.5%; seed 0 on an AVX512 machine's default run:
+    # 0.50, +1.2%; before training 0.08-0.10, -0.06%. Chance is 1/6.
+    assert after["top1"] >= 0.4, (before, after, losses[-5:])  # 2.4x chance
+    assert after["advantage"] > 0.0, (before, after)  # the right prompt denoises better

@@ -65,11 +65,13 @@ def test_merged_model_beats_the_base_on_ccip(default_run: Workflow) -> None:
     """Issue 6: on the synthetic characters the fine-tune must beat the tiny base. The stand-in
     scores are low in absolute terms (64 px samples of a minutes-old model); the mean CCIP
     difference to the references is the robust signal, the score must not be worse. Measured
-    (docs/character-learning.md): 0.424 against the base's 0.477, so the margin is 0.02."""
+    epsilon / base: 0.424 / 0.477 (per_rank noise, AVX2), 0.384 / 0.484 (AVX512), 0.450 / 0.477
+    (per_sample noise, AVX2): the gap spreads 0.027-0.100 over machines and noise keying, so
+    the test asks for a strictly lower difference, not a tuned margin (issue 21)."""
     root = default_run.root / "results/eval/ccip"
     models = {m["model"]: m for m in json.loads((root / "summary.json").read_text())["models"]}
     base, eps = models["base"], models["epsilon"]
-    assert eps["mean_difference"] < base["mean_difference"] - 0.02, (base, eps)
+    assert eps["mean_difference"] < base["mean_difference"], (base, eps)
     assert eps["mean_image_score"] >= base["mean_image_score"], (base, eps)
     report = (root / "report.html").read_text()
     assert "A stand-in was used for the CCIP model." in report
