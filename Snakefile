@@ -5,6 +5,14 @@ from snakemake.utils import min_version
 min_version("9.27")
 
 
+# A YAML syntax error in the default config, named by file, line and column (snakemake's own
+# message names neither); overrides given with --configfile are parsed by snakemake's CLI first.
+from kxl.config_check import yaml_problem
+
+if _problem := yaml_problem("config/config.yaml"):  # as configfile: below, from the workdir
+    raise WorkflowError(_problem)
+
+
 configfile: "config/config.yaml"
 
 

@@ -47,3 +47,19 @@ def check_config(config: dict[str, Any], schema_path: str | Path, files: Sequenc
     if problem:
         names = ", ".join(str(f) for f in files) or "(no config file)"
         raise KxlError(f"invalid config (from {names}) at {problem}")
+
+
+def yaml_problem(path: str | Path) -> str | None:
+    """A YAML syntax error of `path` as `file:line:column: problem` (None when it parses).
+    Snakemake reports one as "Config file is not valid JSON or YAML" without naming the file."""
+    import yaml
+
+    try:
+        yaml.safe_load(Path(path).read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        return f"{where}: YAML syntax error: {exc.problem or exc}"
+    except OSError as exc:
+        return f"{path}: cannot read ({exc.strerror})"
+    return None

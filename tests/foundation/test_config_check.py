@@ -70,3 +70,28 @@ def test_snakemake_prints_one_short_paragraph(tmp_path: Path) -> None:
     assert len(out.strip().splitlines()) <= 6, out
     assert (f"invalid config (from config/config.yaml, {override}) at (top level): "
             "unknown key(s) ['bogus']") in out
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
+    """Snakemake says only "Config file is not valid JSON or YAML" (issue 21)."""
+    import shutil
+
+    from kxl.config_check import yaml_problem
+
+    for part in ("Snakefile", "rules", "config", "envs"):
+        src = ROOT / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / part)
+    cfg = tmp_path / "config/config.yaml"
+    lines = cfg.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("  batch_size:"))
+    lines[row] = "  batch_size: [8"
+    cfg.write_text("\n".join(lines) + "\n")
+    problem = yaml_problem(cfg)
+    assert problem is not None and problem.startswith(f"{cfg}:{row + 2}:")
+    assert "YAML syntax error: expected ',' or ']'" in problem
+    assert yaml_problem(ROOT / "config/config.yaml") is None
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and len(out.strip().splitlines()) <= 4, out
+    assert f"config/config.yaml:{row + 2}:" in out
