@@ -28,6 +28,7 @@ PIPELINE_TARGET = os.environ.get("KXL_CLUSTER_TARGET", "results/epsilon-lokr.saf
 # timestamps: compared without those, everything else must be byte-identical.
 TIMED = "results/train/tensorboard/"
 METRICS = ("results/train/metrics.csv", "results/train/metrics.running.csv")
+LOCK = "results/train/train.lock"  # the last trainer's pid and host: bookkeeping, no artifact
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/")
 FINISHED = re.compile(r"Finished jobid: \d+ \(Rule: (\w+)\)")
 # Top-level entries of the checkout that a pipeline run neither needs nor may share.
@@ -143,11 +144,12 @@ def _untimed_metrics(data: bytes) -> bytes:
 
 def result_digests(workdir: Path) -> dict[str, str]:
     """sha256 of every file under results/; provenance records without their file mtime;
-    training metrics without their wall-clock column; TensorBoard events left out."""
+    training metrics without their wall-clock column; TensorBoard events and the training
+    lock left out."""
     out: dict[str, str] = {}
     for path in sorted((workdir / "results").rglob("*")):
         rel = path.relative_to(workdir).as_posix()
-        if rel.startswith(TIMED):
+        if rel.startswith(TIMED) or rel == LOCK:
             continue
         if path.is_symlink():
             out[rel] = "-> " + os.readlink(path)
