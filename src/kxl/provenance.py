@@ -232,7 +232,6 @@ def _manifest_findings(man: Path) -> list[Finding]:
             out.append(Finding(str(f), "listed in its folder's manifest, missing"))
         elif f.stat().st_size != size:
             out.append(Finding(str(f), f"size {f.stat().st_size}, its manifest says {size}"))
-        elif sha256_file(f) != digest:
-            out.append(Finding(str(f), f"bytes changed (manifest {digest[:12]}, "
-                                       f"now {sha256_file(f)[:12]})"))
+        elif (now := sha256_file(f)) != digest:
+            out.append(Finding(str(f), f"bytes changed (manifest {digest[:12]}, now {now[:12]})"))
     return out
