@@ -66,6 +66,7 @@ def _unet() -> torch.nn.Module:
     return UNet2DConditionModel(**tiny.unet_config(TEST_CFG))
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: real UNet steps
 def test_caption_dropout_replaces_the_conditioning() -> None:
     # A pool whose captions are NaN: every step that reads a caption gets a NaN loss.
     gen = torch.Generator().manual_seed(1)
@@ -75,6 +76,7 @@ def test_caption_dropout_replaces_the_conditioning() -> None:
     assert math.isnan(none_dropped[0])
 
 
+@pytest.mark.slow  # ~1-2 min on 2 cores: 60 UNet steps
 def test_unet_steps_lower_the_loss_on_the_pool() -> None:
     gen = torch.Generator().manual_seed(2)
     pool = _pool(0.5)
