@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 
 from kxl.lokr.network import LokrSpec
+from kxl.model.sdxl import CONFIGS as SDXL_CONFIGS  # noqa: F401 (re-exported: the default folder)
 
-SDXL_CONFIGS = Path(__file__).resolve().parents[1] / "model" / "sdxl_base_1_0"
 # The LoKr file's tensors: factors, alpha, and trained norms' weight / bias.
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 

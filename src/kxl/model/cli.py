@@ -1,4 +1,5 @@
-"""CLI of the base-model stage: `kxl synth-base` (tiny default) and `kxl fetch-base` (full run)."""
+"""CLI of the base-model stage: `kxl synth-base` (tiny default), `kxl fetch-base` (full run) and
+`kxl random-base` (SDXL's real shapes with random weights, for slow tests and benchmarks)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"),
                    help="use only the HF cache (default: $HF_HUB_OFFLINE)")
     f.set_defaults(func=_fetch)
+    r = sub.add_parser("random-base", help="random-init SDXL base 1.0 at its real shapes "
+                       "(slow tests and benchmarks; ~6.9 GB in fp16)")
+    r.add_argument("--out", required=True, help="single-file .safetensors to write")
+    r.add_argument("--config-dir", required=True, help="diffusers configs + tokenizers dir")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"])
+    r.set_defaults(func=_random)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -55,4 +63,12 @@ def _fetch(args: argparse.Namespace) -> int:
     if cfg.sha256 is None:
         print(f"warning: base.huggingface.sha256 is not pinned; pin {digest} for a rebuild")
     record("base", [out, cdir], [], to_dict(cfg))
+    return 0
+
+
+def _random(args: argparse.Namespace) -> int:
+    from kxl.model.sdxl import write_random_base
+
+    report = write_random_base(Path(args.out), Path(args.config_dir), args.seed, args.dtype)
+    print(json.dumps(report, sort_keys=True))
     return 0
