@@ -25,3 +25,21 @@ def tiny_config(**over) -> dict:
 
 def config_json(**over) -> str:
     return json.dumps(tiny_config(**over))
+
+
+def tiny_trainer(inputs: dict, out: Path, over: dict | None = None, device: str = "cpu"):
+    """A Trainer of the tiny model on `inputs` (write_tiny_inputs), rank 0 of 1, on `device`."""
+    import torch
+
+    from kxl.config import from_dict
+    from kxl.train.config import TrainConfig
+    from kxl.train.data import PixelCache, load_plan_data
+    from kxl.train.dist import World
+    from kxl.train.testing import build_models, stub_augment
+    from kxl.train.trainer import CaptionAug, Trainer
+
+    cfg = from_dict(TrainConfig, tiny_config(**(over or {})), "train")
+    data = load_plan_data(inputs["plan"], inputs["captions"], inputs["buckets"], 0, 1)
+    world = World(0, 1, 0, torch.device(device))
+    return Trainer(build_models("tiny", seed=0), data, PixelCache(inputs["cache"]), cfg, 1337,
+                   out, world, stub_augment, CaptionAug(True, 0.15))

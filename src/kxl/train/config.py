@@ -61,8 +61,13 @@ class TrainConfig:
     # uses when sampling. A set value must agree with it (SDXL: 0.13025, sd-scripts' constant).
     vae_scale: float | None = None
     max_token_length: int = 225
-    # fp16 autocast + GradScaler on CUDA; CPU always runs fp32.
+    # fp16 autocast + GradScaler on CUDA, with the frozen UNet and text encoders in fp16 (the VAE
+    # stays fp32: SDXL's overflows in fp16, sd-scripts' --no_half_vae); CPU always runs fp32.
     mixed_precision: Literal["fp16", "no"] = "fp16"
+    # sd-scripts --full_fp16: the trainable LoKr weights and their gradients in fp16 too, with
+    # the loss scaler made to accept fp16 gradients (kxl.train.optim.FullFp16GradScaler). Needs
+    # mixed_precision fp16; CUDA only, like mixed precision.
+    full_fp16: bool = False
     # Recompute UNet and text-encoder activations in backward (sd-scripts'
     # --gradient_checkpointing): same math, far less activation memory. SDXL at 1024x1024,
     # batch 4 does not fit a 24 GB card (the original's RTX 3090s) without it.
@@ -80,3 +85,8 @@ class TrainConfig:
     # dtype of the final LoKr file (sd-scripts --save_precision). Checkpoints keep fp32 factors:
     # exact resume needs the trained values, not their rounding.
     save_precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.full_fp16 and self.mixed_precision != "fp16":
+            raise KxlError("config train: full_fp16 needs mixed_precision: fp16 "
+                           "(sd-scripts refuses it too)")

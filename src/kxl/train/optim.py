@@ -39,3 +39,22 @@ def build_lion8bit(
     import bitsandbytes as bnb
 
     return bnb.optim.Lion8bit(groups, betas=tuple(betas), weight_decay=weight_decay)
+
+
+def grad_scaler(device: str, enabled: bool, full_fp16: bool, init_scale: float = 2.0**16) -> Any:
+    """torch's GradScaler; under full_fp16 one that unscales fp16 gradients.
+
+    torch refuses to unscale fp16 gradients ("Attempting to unscale FP16 gradients"), since an
+    unscaled fp16 gradient may underflow. sd-scripts' --full_fp16 accepts that: it patches the
+    scaler's `_unscale_grads_` to pass allow_fp16=True. The subclass below does the same
+    through the same hook, so inf/NaN detection and step skipping stay torch's."""
+    import torch
+
+    if not full_fp16:
+        return torch.amp.GradScaler(device, init_scale=init_scale, enabled=enabled)
+
+    class FullFp16GradScaler(torch.amp.GradScaler):
+        def _unscale_grads_(self, optimizer, inv_scale, found_inf, allow_fp16):  # type: ignore[no-untyped-def]
+            return super()._unscale_grads_(optimizer, inv_scale, found_inf, True)
+
+    return FullFp16GradScaler(device, init_scale=init_scale, enabled=enabled)

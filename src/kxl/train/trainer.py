@@ -93,7 +93,7 @@ class Trainer:
 
         from kxl.lokr.network import build_network
         from kxl.train.diffusion import alphas_cumprod, snr
-        from kxl.train.optim import build_lion8bit
+        from kxl.train.optim import build_lion8bit, grad_scaler
         from kxl.train.seeding import derive_seed, set_deterministic
 
         self.m, self.data, self.pixels, self.cfg, self.seed = models, data, pixels, cfg, seed
@@ -102,13 +102,18 @@ class Trainer:
         # checkpoint continues only the run whose inputs hash the same
         self.inputs = dict(inputs or {})
         set_deterministic(seed)
+        self.fp16 = cfg.mixed_precision == "fp16" and world.device.type == "cuda"
+        # sd-scripts' weight_dtype: the frozen UNet and text encoders in fp16 under fp16 mixed
+        # precision; the VAE in fp32 (SDXL's VAE overflows in fp16: --no_half_vae)
+        frozen = torch.float16 if self.fp16 else torch.float32
         for mod in (models.unet, models.text_encoder, models.text_encoder_2, models.vae):
             mod.requires_grad_(False)
-            mod.to(world.device)
+            mod.to(world.device, frozen if mod is not models.vae else torch.float32)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "lokr-init"))
             net = build_network(cfg.lokr, [models.text_encoder, models.text_encoder_2], models.unet)
-        net.to(world.device)
+        # under full_fp16 the LoKr's own weights (and so their gradients) are fp16 as well
+        net.to(world.device, torch.float16 if self.fp16 and cfg.full_fp16 else torch.float32)
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(models)
         self.adapter = Adapter(net, models.unet, [models.text_encoder, models.text_encoder_2])
@@ -122,8 +127,7 @@ class Trainer:
             data.layout.world_size,
             cfg.warmup_counting,
         )
-        self.fp16 = cfg.mixed_precision == "fp16" and world.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.fp16)
+        self.scaler = grad_scaler("cuda", self.fp16, cfg.full_fp16)
         self.position, self.rng = DataPosition(), RngState()
         acp = alphas_cumprod(cfg.beta_start, cfg.beta_end, cfg.num_train_timesteps)
         self.acp, self.snr = acp.to(world.device), snr(acp).to(world.device)
