@@ -17,7 +17,7 @@ rule audit_diff:
         cfg=section("audit"),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=retry_mem(4000),
         runtime=60,
     conda:
         "../envs/train.yaml"

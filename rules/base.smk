@@ -18,7 +18,7 @@ if config["metadata"]["source"] == "synthetic":
             cfg=section("base.synthetic"),
         threads: config["base"]["synthetic"]["threads"]
         resources:
-            mem_mb=4000,
+            mem_mb=retry_mem(4000),
             # ~9 min on 2 fast cores, over 15 on CI's slower cores shared with other jobs
             runtime=60,
         conda:
@@ -41,7 +41,7 @@ else:
             cfg=section("base.huggingface"),
         threads: 1
         resources:
-            mem_mb=2000,
+            mem_mb=retry_mem(2000),
             runtime=180,
         conda:
             "../envs/train.yaml"

@@ -17,7 +17,7 @@ rule assign_buckets:
         cfg=section("buckets"),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=retry_mem(2000),  # docs/cluster-resources.md
         runtime=20,
     conda:
         "../envs/data.yaml"
@@ -47,7 +47,7 @@ rule cache_buckets:
         base=cache_base_args,
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=retry_mem(8000),
         runtime=600,
     conda:
         "../envs/train.yaml" if LATENT_CACHE else "../envs/data.yaml"

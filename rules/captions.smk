@@ -15,7 +15,7 @@ rule make_captions:
         cfg=section("captions"),
     threads: 2
     resources:
-        mem_mb=16000,
+        mem_mb=retry_mem(7000),  # docs/cluster-resources.md
         runtime=30,
     conda:
         "../envs/data.yaml"

@@ -19,7 +19,7 @@ rule check_counts:
         cfg=section("counts"),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=retry_mem(4000),
         runtime=10,
     conda:
         "../envs/data.yaml"

@@ -20,6 +20,16 @@ RESULTS = "results"
 LOGS = "logs"
 
 
+def retry_mem(mb):
+    """A rule's `mem_mb`: `mb` on the first attempt, `attempt` times it on a retry.
+
+    The one place retries scale memory (profiles/slurm sets `retries`): a job killed for memory
+    is resubmitted with 2x, then 3x its request. Each rule's `mb` and where it comes from (a
+    measured peak scaled to the full run, with headroom) is in docs/cluster-resources.md.
+    """
+    return lambda wildcards, attempt: mb * attempt
+
+
 def section(name):
     """A config section ("images" or "images.synthetic") as compact JSON for `params:`.
 

@@ -31,7 +31,7 @@ rule ccip_characters:
         cfg=section("eval.characters"),
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=retry_mem(8000),
         runtime=30,
     conda:
         "../envs/eval.yaml"
@@ -60,7 +60,7 @@ rule ccip_generate:
         model="[A-Za-z0-9_.-]+",
     threads: 2
     resources:
-        mem_mb=16000,
+        mem_mb=retry_mem(32000),  # docs/cluster-resources.md
         runtime=1440,
         gpu=1 if config["metadata"]["source"] != "synthetic" else 0,
         cpus_per_gpu=4,
@@ -94,7 +94,7 @@ rule ccip_conditioning:
         model="[A-Za-z0-9_.-]+",
     threads: 2
     resources:
-        mem_mb=16000,
+        mem_mb=retry_mem(32000),  # docs/cluster-resources.md
         runtime=720,
         gpu=1 if config["metadata"]["source"] != "synthetic" else 0,
         cpus_per_gpu=4,
@@ -121,7 +121,7 @@ rule ccip_model_files:
         cmd="ccip-standin" if EVAL["ccip"]["source"] == "standin" else "ccip-fetch",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=retry_mem(2000),
         runtime=30,
     conda:
         "../envs/eval.yaml"
@@ -150,7 +150,7 @@ rule ccip_score:
         cfg=section("eval.ccip"),
     threads: 2
     resources:
-        mem_mb=16000,
+        mem_mb=retry_mem(16000),
         runtime=1440,
     conda:
         "../envs/eval.yaml"
@@ -181,7 +181,7 @@ rule ccip_report:
         examples=EVAL.get("report_examples", 3),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=retry_mem(4000),
         runtime=30,
     conda:
         "../envs/eval.yaml"

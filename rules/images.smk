@@ -21,7 +21,7 @@ if config["metadata"]["source"] == "synthetic":
             cfg=section("images.synthetic"),
         threads: 8
         resources:
-            mem_mb=4000,
+            mem_mb=retry_mem(4000),
             runtime=60,
         conda:
             "../envs/data.yaml"
@@ -44,7 +44,7 @@ else:
             cfg=section("images.huggingface"),
         threads: 1
         resources:
-            mem_mb=2000,
+            mem_mb=retry_mem(2000),
             runtime=2880,
         conda:
             "../envs/data.yaml"
@@ -69,7 +69,7 @@ rule extract_images:
         cfg=section("images"),
     threads: 8
     resources:
-        mem_mb=8000,
+        mem_mb=retry_mem(8000),
         runtime=1440,
     conda:
         "../envs/data.yaml"

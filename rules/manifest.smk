@@ -19,8 +19,7 @@ rule build_manifest:
         cfg=section("manifest"),
     threads: 2
     resources:
-        # full scale (5.35M selected, 220M relations): ~6 GB peak, under a minute on 2 cores
-        mem_mb=8000,
+        mem_mb=retry_mem(13000),  # docs/cluster-resources.md
         runtime=20,
     conda:
         "../envs/data.yaml"

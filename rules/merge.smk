@@ -17,7 +17,7 @@ rule merge:
         cfg=section("merge"),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=retry_mem(2000),  # docs/cluster-resources.md
         runtime=60,
     conda:
         "../envs/train.yaml"

@@ -15,7 +15,7 @@ if config["metadata"]["source"] == "synthetic":
             cfg=section("metadata.synthetic"),
         threads: 1
         resources:
-            mem_mb=4000,
+            mem_mb=retry_mem(4000),
             runtime=30,
         conda:
             "../envs/data.yaml"
@@ -35,7 +35,7 @@ else:
             cfg=section("metadata.huggingface"),
         threads: 1
         resources:
-            mem_mb=2000,
+            mem_mb=retry_mem(2000),
             runtime=240,
         conda:
             "../envs/data.yaml"
@@ -56,7 +56,7 @@ rule export_metadata:
         "logs/benchmarks/export_metadata.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=retry_mem(8000),  # docs/cluster-resources.md
         runtime=30,
     conda:
         "../envs/data.yaml"

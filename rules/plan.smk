@@ -16,7 +16,7 @@ rule make_plan:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=6000,
+        mem_mb=retry_mem(2000),  # docs/cluster-resources.md
         runtime=20,
     conda:
         "../envs/data.yaml"

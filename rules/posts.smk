@@ -16,7 +16,7 @@ rule select_posts:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=retry_mem(2000),  # docs/cluster-resources.md
         runtime=10,
     conda:
         "../envs/data.yaml"

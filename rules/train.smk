@@ -51,7 +51,7 @@ rule train:
         gpu=TRAIN_RUN["gpu"],
         cpus_per_gpu=TRAIN_RUN["cpus_per_gpu"],
         nodes=TRAIN_RUN["nodes"],
-        mem_mb=TRAIN_RUN["mem_mb"],
+        mem_mb=retry_mem(TRAIN_RUN["mem_mb"]),
         runtime=TRAIN_RUN["runtime"],
     conda:
         "../envs/train.yaml"

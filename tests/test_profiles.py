@@ -192,3 +192,122 @@ def test_pipeline_dry_run_through_slurm_profile(tmp_path: Path) -> None:
     assert jobs, log[-3000:]
     for rule, res in jobs:
         assert all(k in res for k in ("slurm_partition=", "mem_mb=", "runtime=")), (rule, res)
+
+
+# The full run through profiles/slurm (issue 19): every job's partition, GPUs, CPUs, memory and
+# runtime against docs/cluster-resources.md, and memory that grows with the attempt.
+RESOURCES_DOC = ROOT / "docs" / "cluster-resources.md"
+HEADROOM = 1.25  # the smallest request over a measured peak scaled to the full run
+Jobs = list[dict[str, object]]
+
+
+def resource_table(path: Path = RESOURCES_DOC) -> dict[str, dict[str, str]]:
+    """The doc's table: rule -> its columns, numbers without thousands separators."""
+    rows = [ln for ln in path.read_text().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    table = {}
+    for row in rows[2:]:
+        cells = [c.strip().replace(",", "") for c in row.strip("|").split("|")]
+        table[cells[0]] = dict(zip(header, cells, strict=True))
+    return table
+
+
+def dry_run_jobs(log: str) -> Jobs:
+    """Each job of a dry run that runs a command: rule, threads and resources as printed."""
+    jobs: Jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", log):
+        head = re.match(r"(?:local)?rule (\w+):\n", block)
+        # aggregation rules such as `all` print `Shell command: None`
+        if not head or not re.search(r"^Shell command: (?!None$)", block, re.M):
+            continue
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        pairs = (kv.split("=", 1) for kv in res.group(1).split(", ")) if res else ()
+        jobs.append({"rule": head.group(1), "threads": int(threads.group(1)) if threads else 1,
+                     **dict(pairs)})
+    return jobs
+
+
+def job_problems(job: dict[str, object], row: dict[str, str] | None,
+                 cpu_partition: str) -> list[str]:
+    """What in one job of the full run differs from the doc's row or breaks the rules of it."""
+    rule = job["rule"]
+    if row is None:
+        return [f"{rule}: no row in {RESOURCES_DOC.name}"]
+    gpus = int(job.get("gpu", 0))
+    cpus = gpus * int(job["cpus_per_gpu"]) if gpus and "cpus_per_gpu" in job else job["threads"]
+    got = {"partition": job["slurm_partition"], "GPUs": gpus, "CPUs": cpus,
+           "mem_mb": int(job["mem_mb"]), "runtime (min)": int(job["runtime"])}
+    want = {k: row[k] if k == "partition" else int(row[k]) for k in got}
+    problems = [f"{rule}: {k} {got[k]}, the doc says {want[k]}" for k in got if got[k] != want[k]]
+    if (gpus > 0) == (got["partition"] == cpu_partition):
+        problems.append(f"{rule}: gpu={gpus} on partition {got['partition']}")
+    if job["threads"] > cpus:
+        problems.append(f"{rule}: {job['threads']} threads on {cpus} CPUs")
+    if row["peak (MB)"] != "-":
+        need = HEADROOM * float(row["peak (MB)"]) * float(row["scale"])
+        if got["mem_mb"] < need:
+            problems.append(f"{rule}: mem_mb {got['mem_mb']} < {HEADROOM} x peak x scale = {need}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Jobs]:
+    """The full run's dry run through profiles/slurm, at attempts 1 and 2 (snakemake's --attempt
+    sets the attempt that resource functions see). A dry run caps threads at --cores (1 unless
+    given); a SLURM run sets no cores and leaves them as declared, hence the large --cores."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    workdir = tmp_path_factory.mktemp("full-run")
+    for entry in ROOT.iterdir():  # the sources, without the checkout's results/ and .snakemake/
+        if entry.name not in {".git", ".venv", ".snakemake", "results", "logs"}:
+            (workdir / entry.name).symlink_to(entry)
+    runs = {}
+    for attempt in (1, 2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--workflow-profile", "profiles/slurm",
+             "--cores", "1024", "--attempt", str(attempt), "--configfile", "config/epsilon.yaml"],
+            cwd=workdir, capture_output=True, text=True, timeout=300, check=False,
+        )
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        runs[attempt] = dry_run_jobs(log)
+        assert runs[attempt], log[-3000:]
+    return runs
+
+
+def test_full_run_jobs_match_the_resources_doc(full_run: dict[int, Jobs]) -> None:
+    table = resource_table()
+    defaults = load(PROFILES / "slurm" / "profile.yaml")["default-resources"]
+    cpu_partition = defaults["slurm_partition"]
+    jobs = full_run[1]
+    problems = [p for job in jobs for p in job_problems(job, table.get(job["rule"]), cpu_partition)]
+    assert problems == []
+    assert sorted(table) == sorted({job["rule"] for job in jobs})  # no row for a rule not run
+    assert {job["rule"] for job in jobs if int(job.get("gpu", 0))} == {
+        "train", "ccip_generate", "ccip_conditioning"}
+
+
+def test_full_run_retry_asks_for_more_memory(full_run: dict[int, Jobs]) -> None:
+    """retry_mem: attempt 2 asks every job for twice the first attempt's memory."""
+    first, second = ([(j["rule"], int(j["mem_mb"])) for j in full_run[a]] for a in (1, 2))
+    assert sorted((rule, 2 * mb) for rule, mb in first) == sorted(second)
+
+
+def test_resource_check_catches_a_gpu_job_on_the_cpu_partition() -> None:
+    # issue 19: ccip_conditioning asked for gpu=1 and landed on the CPU partition
+    row = {"partition": "gpu", "GPUs": "1", "CPUs": "4", "mem_mb": "32000",
+           "runtime (min)": "720", "peak (MB)": "-", "scale": "-"}
+    job = {"rule": "ccip_conditioning", "threads": 2, "slurm_partition": "cpu", "gpu": "1",
+           "cpus_per_gpu": "4", "mem_mb": "32000", "runtime": "720"}
+    assert job_problems(job, row, "cpu") == [
+        "ccip_conditioning: partition cpu, the doc says gpu",
+        "ccip_conditioning: gpu=1 on partition cpu",
+    ]
+    # export_metadata asked for 4,000 MB against a 4,010 MB peak on a smaller DB
+    row = {"partition": "cpu", "GPUs": "0", "CPUs": "2", "mem_mb": "4000",
+           "runtime (min)": "30", "peak (MB)": "4010", "scale": "1.46"}
+    job = {"rule": "export_metadata", "threads": 2, "slurm_partition": "cpu",
+           "mem_mb": "4000", "runtime": "30"}
+    assert job_problems(job, row, "cpu") == [
+        f"export_metadata: mem_mb 4000 < 1.25 x peak x scale = {1.25 * 4010 * 1.46}"]
+    assert job_problems(job, None, "cpu") == ["export_metadata: no row in cluster-resources.md"]
