@@ -246,3 +246,17 @@ def test_renders_in_headless_chromium(run: Path, tmp_path: Path, chromium: Path)
     assert 'data-drawn="0"' not in dom
     console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
+
+
+def test_a_section_that_fails_to_draw_costs_only_that_section(
+        run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kxl.report import build, page
+
+    def broken(_: object) -> str:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(page, "buckets_section", broken)
+    rep = build.build_report(paths(run), run / "report/run.html", None)
+    assert any(p == "Buckets: could not be drawn (ZeroDivisionError: division by zero)"
+               for p in rep.problems)
+    assert "<h2 id=buckets>Buckets</h2>" in rep.html and 'data-plot="loss"' in rep.html

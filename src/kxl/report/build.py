@@ -34,8 +34,20 @@ def guarded(what: Path, read: Callable[[], T | Missing]) -> T | Missing:
     without a key, a wrong type): one section fails, not the page."""
     try:
         return read()
-    except (KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OSError) as exc:
         return Missing(str(what), f"unexpected content ({exc.__class__.__name__}: {exc})")
+
+
+def drawn(title: str, anchor: str, draw: Callable[[T], str], part: T,
+          problems: list[str]) -> str:
+    """`draw(part)`, or the section's heading and a notice when drawing fails on data the
+    readers let through (all-NaN columns and the like): the other sections still show."""
+    try:
+        return draw(part)
+    except Exception as exc:  # any failure here must cost one section, not the page
+        line = f"{title}: could not be drawn ({exc.__class__.__name__}: {exc})"
+        problems.append(line)
+        return f"<h2 id={anchor}>{title}</h2>" + page.notices([line], "problem")
 
 
 def _lines(part: object) -> list[str]:
@@ -54,11 +66,12 @@ def build_report(paths: RunPaths, out: Path, counts: CountsConfig | None) -> Rep
     diffs = sorted(paths.diffs.glob("*.html")) if paths.diffs.is_dir() else []
     links = [("CCIP evaluation", paths.ccip), ("kxl verify result (JSON)", paths.verify)]
     links += [(f"audit diff: {d.stem}", d) for d in diffs]
-    html = page.page(
-        "kxl run report", f"results: {paths.results}", problems,
-        [page.funnel_section(funnel), page.buckets_section(buckets),
-         page.training_section(training), page.provenance_section(prov),
-         page.links_section(out, links)])
+    sections = [drawn("Data funnel", "funnel", page.funnel_section, funnel, problems),
+                drawn("Buckets", "buckets", page.buckets_section, buckets, problems),
+                drawn("Training", "training", page.training_section, training, problems),
+                drawn("Provenance", "provenance", page.provenance_section, prov, problems),
+                page.links_section(out, links)]
+    html = page.page("kxl run report", f"results folder: {paths.results}", problems, sections)
     return Report(html, problems)
 
 
@@ -68,7 +81,8 @@ def build_live(paths: RunPaths, refresh_s: int, now: str) -> tuple[Report, Train
     training = guarded(paths.metrics_running,
                        lambda: read_training(paths, paths.metrics_running))
     problems = _lines(training)
+    section = drawn("Training", "training", page.training_section, training, problems)
     html = page.page("kxl training (live)", f"updated {now}; reloads every {refresh_s} s; "
-                     f"results: {paths.results}", problems, [page.training_section(training)],
+                     f"results folder: {paths.results}", problems, [section],
                      refresh_s=refresh_s)
     return Report(html, problems), training

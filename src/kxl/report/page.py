@@ -126,6 +126,9 @@ def _okmark(ok: bool | None) -> str:
             else "<span class=bad>NO</span>")
 
 
+TRAINED = PALETTE[2]
+
+
 def _drop_bars(f: Funnel) -> str:
     by_stage = f.drops.group_by("stage", maintain_order=True).agg(pl.col("count").sum())
     final = f.totals.get("planned") or f.totals.get("images") or 0
@@ -136,8 +139,9 @@ def _drop_bars(f: Funnel) -> str:
         part = f.drops.filter(pl.col("stage") == stage)
         rows.append((f"{stage} drops", [(r, int(n)) for _, r, n in part.iter_rows()]))
     names = [n for _, parts in rows for n, _ in parts]
-    colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(dict.fromkeys(names))}
-    colors["trained on"] = "#2a9d5c"
+    others = [c for c in PALETTE if c != TRAINED]  # green means trained on, nothing else
+    colors = {n: others[i % len(others)] for i, n in enumerate(dict.fromkeys(names))}
+    colors["trained on"] = TRAINED
     return stacked_bars("drops", "where the selected posts went (each bar is 100%)", rows,
                         colors, note="hover a segment for its count")
 

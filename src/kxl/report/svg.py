@@ -205,6 +205,9 @@ def bar_chart(plot_id: str, title: str, labels: Sequence[str], values: Sequence[
         out.append(f'<rect class="data" x="{bx:.1f}" y="{TOP + ph - bh:.1f}" '
                    f'width="{max(slot * 0.8, 1):.1f}" height="{bh:.1f}" fill="{color}">'
                    f"<title>{escape(tip)}</title></rect>")
+        if len(values) <= 24:  # few bars: the count on top, so tiny ones still show
+            out.append(f'<text class="tick" x="{LEFT + (i + 0.5) * slot:.1f}" '
+                       f'y="{TOP + ph - bh - 3:.1f}" text-anchor="middle">{fmt(v)}</text>')
         if i % every == 0:
             out.append(f'<text class="tick" x="{LEFT + (i + 0.5) * slot:.1f}" '
                        f'y="{H - BOTTOM + 13}" text-anchor="middle">{escape(label)}</text>')
