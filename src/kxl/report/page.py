@@ -138,9 +138,9 @@ def _drop_bars(f: Funnel) -> str:
     for stage in by_stage["stage"].to_list():
         part = f.drops.filter(pl.col("stage") == stage)
         rows.append((f"{stage} drops", [(r, int(n)) for _, r, n in part.iter_rows()]))
-    names = [n for _, parts in rows for n, _ in parts]
+    names = dict.fromkeys(n for _, parts in rows for n, _ in parts if n != "trained on")
     others = [c for c in PALETTE if c != TRAINED]  # green means trained on, nothing else
-    colors = {n: others[i % len(others)] for i, n in enumerate(dict.fromkeys(names))}
+    colors = {n: others[i % len(others)] for i, n in enumerate(names)}
     colors["trained on"] = TRAINED
     return stacked_bars("drops", "where the selected posts went (each bar is 100%)", rows,
                         colors, note="hover a segment for its count")

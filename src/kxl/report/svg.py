@@ -18,7 +18,7 @@ import numpy as np
 W, H = 760, 230
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 26, 34
 PALETTE = ("#3366cc", "#dc6b2f", "#2a9d5c", "#9b59b6", "#c0392b", "#7f8c8d", "#d4a017",
-           "#16a0a0", "#8e5a2b", "#e377c2")
+           "#16a0a0", "#8e5a2b", "#e377c2", "#1f3d7a", "#9acd32", "#6b4c9a", "#ff9f80")
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,8 @@ def bar_chart(plot_id: str, title: str, labels: Sequence[str], values: Sequence[
         return _empty(plot_id, title, "no data")
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     top = max(float(max(values)), 1e-12)
-    ticks = nice_ticks(0.0, top * 1.05, 4)
-    scale = ph / max(ticks[-1], top)
+    ticks = nice_ticks(0.0, top, 4)
+    scale = ph / max(ticks[-1], top * 1.1)  # headroom for the count on the tallest bar
     slot = pw / len(values)
     out = [_bar_axes(ticks, scale)]
     every = max(1, math.ceil(len(values) * 7.0 * max(len(lb) for lb in labels) / pw))
