@@ -9,7 +9,7 @@ Series are thinned before they get here (`training.thin`): at most a few thousan
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -138,12 +138,15 @@ def line_chart(plot_id: str, title: str, series: Sequence[Series], *, marks: Seq
     return _frame(plot_id, title, n, "".join(out), note)
 
 
+Scale = Callable[[np.ndarray], np.ndarray]
+
+
 def _axes(x0: float, x1: float, y0: float, y1: float, log_y: bool, x_label: str,
-          sx: object, sy: object) -> str:
+          sx: Scale, sy: Scale) -> str:
     out = [f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" height="{H - TOP - BOTTOM}" '
            'fill="none" stroke="#bbb"/>']
     for t in nice_ticks(x0, x1, 6):
-        px = float(sx(np.array([t]))[0])  # type: ignore[operator]
+        px = float(sx(np.array([t]))[0])
         out.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{TOP}" y2="{H - BOTTOM}" '
                    f'stroke="#eee"/><text class="tick" x="{px:.1f}" y="{H - BOTTOM + 13}" '
                    f'text-anchor="middle">{fmt(t)}</text>')
@@ -152,7 +155,7 @@ def _axes(x0: float, x1: float, y0: float, y1: float, log_y: bool, x_label: str,
         yt = list(range(math.ceil(y0), math.floor(y1) + 1))
     for t in yt:
         value = 10 ** t if log_y else t
-        py = float(sy(np.array([value]))[0])  # type: ignore[operator]
+        py = float(sy(np.array([value]))[0])
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{py:.1f}" y2="{py:.1f}" '
                    f'stroke="#eee"/><text class="tick" x="{LEFT - 4}" y="{py + 4:.1f}" '
                    f'text-anchor="end">{fmt(value)}</text>')
@@ -161,10 +164,10 @@ def _axes(x0: float, x1: float, y0: float, y1: float, log_y: bool, x_label: str,
     return "".join(out)
 
 
-def _marks(marks: Sequence[Mark], sx: object) -> str:
+def _marks(marks: Sequence[Mark], sx: Scale) -> str:
     out = []
     for i, m in enumerate(marks):
-        px = float(sx(np.array([m.x]))[0])  # type: ignore[operator]
+        px = float(sx(np.array([m.x]))[0])
         dash = ' stroke-dasharray="4 3"' if m.dash else ""
         ty = TOP + 10 + (i % 4) * 11  # stagger the labels of nearby marks
         # labels near the right edge run leftwards so they stay inside the plot
