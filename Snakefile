@@ -30,6 +30,7 @@ include: "rules/train.smk"
 include: "rules/merge.smk"
 include: "rules/audit.smk"
 include: "rules/eval.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -37,4 +38,5 @@ rule all:
         "results/epsilon.safetensors",
         "results/eval/ccip/report.html",
         expand("results/audit/diff/{name}.html", name=config["audit"]["diffs"]),
+        "results/report/run.html",
     default_target: True

@@ -1,6 +1,7 @@
 # Stage 12 'audit' (see src/kxl/audit): diffs named in config audit.diffs ->
 # results/audit/diff/<name>.{json,html}. Operands that are local paths become inputs (so they
 # are built first); released names and hf:// specs are fetched by `kxl diff` through the HF cache.
+# Rule verify writes `kxl verify`'s result to results/audit/verify.json for the run report.
 
 
 rule audit_diff:
@@ -8,7 +9,7 @@ rule audit_diff:
         audit_diff_inputs,
     output:
         json="results/audit/diff/{name}.json",
-        html="results/audit/diff/{name}.html",
+        html=report("results/audit/diff/{name}.html", category="Audit"),
     log:
         "logs/audit/diff_{name}.log",
     benchmark:
@@ -24,3 +25,24 @@ rule audit_diff:
     shell:
         "kxl diff --pair {wildcards.name} --config-json {params.cfg:q} --exit-zero"
         " --json {output.json} --report {output.html} > {log} 2>&1"
+
+
+# `kxl verify` over everything made so far, once the run's models exist; the run report shows it.
+# --exit-zero: a finding is the result to show, not a failed job.
+rule verify:
+    input:
+        "results/epsilon.safetensors",
+    output:
+        report("results/audit/verify.json", category="Audit"),
+    log:
+        "logs/audit/verify.log",
+    benchmark:
+        "logs/benchmarks/verify.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "kxl verify results --json {output} --exit-zero > {log} 2>&1"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +19,15 @@ def default_run(tmp_path_factory: pytest.TempPathFactory):
     from pipeline_run import TARGETS, run_default
 
     return run_default(tmp_path_factory.mktemp("run-a"), TARGETS)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's headless Chromium for the report pages (CCIP, run report), installed by
+    ensure-chromium.sh where root and apt allow (as in CI); skipped elsewhere outside CI."""
+    script = Path(__file__).with_name("ensure-chromium.sh")
+    proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=900)
+    if proc.returncode == 3 and os.environ.get("CI", "").lower() not in {"true", "1"}:
+        pytest.skip(f"headless Chromium unavailable: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return Path("/usr/bin/chromium")

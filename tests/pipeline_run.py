@@ -25,6 +25,7 @@ TARGETS = [
     "results/epsilon.safetensors",
     "results/audit/diff/lokr-vs-merged.json",
     "results/eval/ccip/report.html",
+    "results/report/run.html",  # seconds: rule verify + the report, from the finished run
 ]
 
 

@@ -29,6 +29,7 @@ STAGES = (
     "merge",
     "audit",
     "eval",
+    "report",
 )
 
 

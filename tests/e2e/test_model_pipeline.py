@@ -27,6 +27,17 @@ def test_metrics_carry_plan_hash_per_step(default_run: Workflow) -> None:
     assert m["rows_hash"].str.len_chars().min() >= 8
 
 
+def test_run_report_shows_this_run_complete(default_run: Workflow) -> None:
+    root = default_run.root / "results"
+    page = (root / "report/run.html").read_text()
+    assert 'id="problems"' not in page, page[page.find('id="problems"'):][:2000]
+    steps = json.loads((root / "plan/summary.json").read_text())["steps"]
+    assert f"{steps:,} step(s) logged of {steps:,} in the plan (100.0%)" in page
+    assert "kxl verify: passed" in page
+    for step in (int(p.name[5:]) for p in (root / "train/checkpoints").glob("step-*")):
+        assert f"ckpt {step} " in page
+
+
 def test_lokr_has_kohya_keys_for_unet_and_both_text_encoders(default_run: Workflow) -> None:
     with safe_open(default_run.root / "results/epsilon-lokr.safetensors", "pt") as f:
         keys = list(f.keys())

@@ -7,7 +7,6 @@ imgutils pins numpy<2, so everything that imports it runs through `.venv-eval/bi
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -28,7 +27,6 @@ NAMES = ("alice_liddell", "bob_builder", "carol_singer")
 CCIP = {"source": "standin", "repo_id": "deepghs/ccip_onnx", "revision": "main",
         "model": "ccip-caformer-24-randaug-pruned", "batch_size": 8}
 N_REFS, N_GEN = 4, 3
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _generated(root: Path, name: str, shift: int) -> Path:
@@ -157,17 +155,6 @@ def test_report_is_self_contained(scored: dict[str, Path]) -> None:
     assert "Does the model know the characters?" in page
     assert re.search(r"<td>right</td><td class=num>\+15\.00%</td>", page)
     assert re.search(r"<td>wrong</td><td class=num>\+0\.00%</td>", page)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's Chromium, installed by ensure-chromium.sh where root and apt allow (as in CI)."""
-    script = Path(__file__).with_name("ensure-chromium.sh")
-    proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=900)
-    if proc.returncode == 3 and os.environ.get("CI", "").lower() not in {"true", "1"}:
-        pytest.skip(f"headless Chromium unavailable: {proc.stderr.strip()}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return CHROMIUM
 
 
 def test_report_renders_in_headless_chromium(

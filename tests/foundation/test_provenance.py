@@ -66,6 +66,17 @@ def test_verify_cli_exit_codes(made: tuple[Path, Path], capsys: pytest.CaptureFi
     assert "artifact missing" in capsys.readouterr().err
 
 
+def test_verify_json_and_exit_zero(made: tuple[Path, Path], tmp_path: Path) -> None:
+    """The run report reads `kxl verify --json`; --exit-zero keeps rule verify from failing."""
+    _, out = made
+    root, result = str(out.parent.parent), tmp_path / "verify.json"
+    out.unlink()
+    assert main(["verify", root, "--json", str(result), "--exit-zero"]) == 0
+    assert json.loads(result.read_text()) == {
+        "root": root, "checked": 1, "passed": False,
+        "problems": [{"artifact": str(out), "problem": "artifact missing"}]}
+
+
 def test_directory_hash_ignores_snakemake_timestamp_and_uses_blob_names(tmp_path: Path) -> None:
     from kxl.provenance import sha256_tree
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
+import numpy as np
 import polars as pl
 
 from kxl.errors import KxlError
@@ -29,3 +31,15 @@ def read_plan_from(path: str | os.PathLike[str], step: int, rank: int | None = N
         raise KxlError(f"{path}: columns {dict(df.schema)} are not the plan schema; re-run "
                        "make-plan")
     return df
+
+
+# What metrics.csv's rows_hash covers; the run report checks it against the plan (kxl.report).
+ROWS_HASH_COLUMNS = ("rank", "micro", "slot", "post_id", "sample_seed")
+
+
+def rows_hash(rows: pl.DataFrame) -> str:
+    """sha256 (16 hex) of one step's plan rows over all ranks, in plan order: what it saw."""
+    h = hashlib.sha256()
+    for col in ROWS_HASH_COLUMNS:
+        h.update(np.ascontiguousarray(rows[col].to_numpy()).tobytes())
+    return h.hexdigest()[:16]

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from kxl.errors import KxlError
+from kxl.plan.read import rows_hash
 from kxl.tables import read_table
 
 PLAN_SCHEMA = {
@@ -100,13 +101,7 @@ class PlanData:
     def rows_hash(self, step: int) -> str:
         """sha256 (16 hex) of the step's plan rows over all ranks: what the step saw."""
         lo, hi = self._plan_index.get(step, (0, 0))
-        part = self.plan.slice(lo, hi - lo).select(
-            "rank", "micro", "slot", "post_id", "sample_seed"
-        )
-        h = hashlib.sha256()
-        for col in part.columns:
-            h.update(np.ascontiguousarray(part[col].to_numpy()).tobytes())
-        return h.hexdigest()[:16]
+        return rows_hash(self.plan.slice(lo, hi - lo))
 
 
     def prefix_hash(self, n_steps: int) -> str:
