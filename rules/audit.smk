@@ -40,7 +40,7 @@ rule verify:
         "logs/benchmarks/verify.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=retry_mem(2000),
         runtime=240,
     conda:
         "../envs/data.yaml"

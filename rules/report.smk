@@ -32,7 +32,7 @@ rule run_report:
         counts=section("counts"),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=retry_mem(2000),
         runtime=30,
     conda:
         "../envs/data.yaml"
