@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -42,7 +43,10 @@ def _lokr_table(args: argparse.Namespace) -> int:
     from kxl.lokr.table import SDXL_CONFIGS, lokr_table, markdown
 
     spec = LokrSpec(preset=args.preset, factor=args.factor)
-    print(markdown(lokr_table(args.config_dir or SDXL_CONFIGS, spec)))
+    # LyCORIS logs to stdout; stdout is the table alone, so `> file` gives the docs table
+    with contextlib.redirect_stdout(sys.stderr):
+        table = lokr_table(args.config_dir or SDXL_CONFIGS, spec)
+    print(markdown(table))
     return 0
 
 
