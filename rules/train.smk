@@ -33,6 +33,7 @@ rule train:
         base="results/base/base.safetensors",
         config_dir="results/base/config",
         preset=config["train"]["lokr"]["preset"],
+        init_lokr=config["train"].get("init_lokr") or [],  # train.init_lokr: a LoKr to continue
         counts="results/checks/counts.json",  # the count gate passed (rules/checks.smk)
     output:
         lokr="results/epsilon-lokr.safetensors",

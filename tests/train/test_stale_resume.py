@@ -68,7 +68,7 @@ OTHER_VALUE = {
     "warmup_steps": 10, "warmup_counting": "global", "min_snr_gamma": None, "noise_offset": 0.0,
     "max_grad_norm": 2.0, "beta_start": 0.001, "beta_end": 0.02, "num_train_timesteps": 500,
     "vae_scale": 0.13025, "max_token_length": 75, "mixed_precision": "no",
-    "rng_streams": "shared",
+    "rng_streams": "shared", "full_fp16": True, "init_lokr": "other.safetensors", "init_step": 5,
 }
 OTHER_LOKR = {"preset": "other.toml", "dim": 8, "alpha": 1.0, "conv_dim": 8, "conv_alpha": 1.0,
               "factor": 4, "train_norm": False}
@@ -90,7 +90,8 @@ def test_every_train_field_is_in_the_fingerprint_or_declared_resume_free() -> No
     assert fields - set(fingerprint.RESUME_FREE) == set(OTHER_VALUE), "give new fields a value"
     assert set(FREE_VALUE) == set(fingerprint.RESUME_FREE)
     assert {f.name for f in dataclasses.fields(LokrSpec)} == set(OTHER_LOKR)
-    base = TrainConfig(lokr=LokrSpec(preset="kohaku.toml"))
+    # init_lokr set in the base: init_step needs it
+    base = TrainConfig(lokr=LokrSpec(preset="kohaku.toml"), init_lokr="released.safetensors")
     ref = _settings(base)
     for key, value in OTHER_VALUE.items():
         got = _settings(dataclasses.replace(base, **{key: value}))

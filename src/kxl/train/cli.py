@@ -51,18 +51,20 @@ def _lokr_table(args: argparse.Namespace) -> int:
 
 
 def run_inputs(
-    args: argparse.Namespace, preset: str, sha256: Callable[[str], str] | None = None
+    args: argparse.Namespace, preset: str, sha256: Callable[[str], str] | None = None,
+    init_lokr: str | None = None,
 ) -> dict[str, str]:
     """sha256 of each input that shapes the run (files, the base's config and tokenizer folder,
-    the LyCORIS preset); checkpoints record them, and a checkpoint of other inputs is not
-    resumed (the plan is checked by the rows a checkpoint consumed instead). `sha256`: a
-    caching hasher, so no file is read twice."""
+    the LyCORIS preset, train.init_lokr's file); checkpoints record them, and a checkpoint of
+    other inputs is not resumed (the plan is checked by the rows a checkpoint consumed
+    instead). `sha256`: a caching hasher, so no file is read twice."""
     from kxl.hashing import sha256_file
     from kxl.provenance import sha256_tree
 
     digest = sha256 or sha256_file
     files = {"base": args.base, "captions": args.captions, "buckets": args.buckets,
-             "pixels": args.cache_index, "dataset": args.dataset, "lokr_preset": preset}
+             "pixels": args.cache_index, "dataset": args.dataset, "lokr_preset": preset,
+             "init_lokr": init_lokr}
     out = {name: digest(path) for name, path in files.items() if path}
     out["base_config"] = sha256_tree(Path(args.config_dir))
     return out
@@ -104,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         args.cache_index, args.buckets, args.dataset, args.images_root,
         data.rows["post_id"].to_numpy(), base_sha256=lambda: sha256(args.base),
     )
-    inputs = run_inputs(args, cfg.lokr.preset, sha256)
+    inputs = run_inputs(args, cfg.lokr.preset, sha256, cfg.init_lokr)
     models = load_sdxl(args.base, args.config_dir, device=str(world.device), dtype=torch.float32)
     trainer = Trainer(
         models,

@@ -33,6 +33,25 @@ class Adapter:
         sd = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
         return rename_keys(sd, self.to_kohya)
 
+    def check_state(self, state: dict[str, Any], where: str) -> None:
+        """One line naming the first key or shape of `state` (kohya keys) that is not this
+        network's: another algorithm (LoRA's lora_up / lora_down), preset, factor or model."""
+        shapes = {k: tuple(v.shape) for k, v in self.network.state_dict().items()}
+        want = rename_keys(shapes, self.to_kohya)
+        missing = sorted(set(want) - set(state))
+        unexpected = sorted(set(state) - set(want))
+        if missing or unexpected:
+            key, what = ((missing[0], "missing") if missing
+                         else (unexpected[0], "not in the network"))
+            raise KxlError(f"{where}: key {key} {what} ({len(missing)} missing, "
+                           f"{len(unexpected)} unexpected); same algorithm (lokr), preset, "
+                           "factor and model?")
+        for key in sorted(want):
+            got = tuple(state[key].shape)
+            if got != want[key]:
+                raise KxlError(f"{where}: {key} has shape {list(got)}, the network's is "
+                               f"{list(want[key])}; same preset, factor and model?")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         own = rename_keys(state, self.from_kohya)
         missing, unexpected = self.network.load_state_dict(own, strict=False)

@@ -85,8 +85,21 @@ class TrainConfig:
     # dtype of the final LoKr file (sd-scripts --save_precision). Checkpoints keep fp32 factors:
     # exact resume needs the trained values, not their rounding.
     save_precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    # Continue from a LoKr file in kohya / LyCORIS keys (e.g. the released step-13600 file):
+    # its factors and norms are the start, training begins at plan step `init_step` with the
+    # exact data order from there, and the optimizer starts fresh (Lion's momentum zero, the
+    # warmup counted again from init_step). Only where no checkpoint of this run exists: a
+    # checkpoint continues the run exactly. Keys, shapes or algorithm that do not match the
+    # configured network stop the run with one line naming the first.
+    init_lokr: str | None = None
+    init_step: int = 0
 
     def __post_init__(self) -> None:
+        if self.init_step and self.init_lokr is None:
+            raise KxlError(f"config train: init_step {self.init_step} needs init_lokr "
+                           "(the LoKr file to continue from)")
+        if self.init_step < 0:
+            raise KxlError(f"config train: init_step {self.init_step} must be >= 0")
         if self.full_fp16 and self.mixed_precision != "fp16":
             raise KxlError("config train: full_fp16 needs mixed_precision: fp16 "
                            "(sd-scripts refuses it too)")

@@ -129,6 +129,7 @@ class Trainer:
         )
         self.scaler = grad_scaler("cuda", self.fp16, cfg.full_fp16)
         self.position, self.rng = DataPosition(), RngState()
+        self.resumed = False  # set when a checkpoint is loaded (then init_lokr does not apply)
         acp = alphas_cumprod(cfg.beta_start, cfg.beta_end, cfg.num_train_timesteps)
         self.acp, self.snr = acp.to(world.device), snr(acp).to(world.device)
         self.ckpt = CheckpointManager(out_dir / "checkpoints", cfg.keep_last, cfg.checkpoint_steps)
@@ -155,7 +156,31 @@ class Trainer:
             "rng": self.rng.state_dict(),
         }
 
+    def init_from_lokr(self, log: Callable[[str], None]) -> None:
+        """train.init_lokr: the adapter from a kohya-keyed LoKr file, training from plan step
+        init_step with a fresh optimizer and schedule (see TrainConfig). Called only when no
+        checkpoint was resumed."""
+        from safetensors.torch import load_file
+
+        from kxl.errors import KxlError
+
+        path, start = self.cfg.init_lokr, self.cfg.init_step
+        if path is None:
+            return
+        if start >= self.end:
+            raise KxlError(f"config train: init_step {start} is not before the run's last step "
+                           f"({self.end} step(s))")
+        if not Path(path).is_file():
+            raise KxlError(f"{path}: train.init_lokr does not exist")
+        state = load_file(path)  # safetensors only: never a pickle
+        self.adapter.check_state(state, path)
+        self.adapter.load_state_dict(state)
+        self.position.next_step = start
+        log(f"initialised the LoKr from {path}; training from plan step index {start} with a "
+            "fresh optimizer")
+
     def load(self, path: Path) -> None:
+        self.resumed = True
         lokr, state, meta = self.ckpt.load(path)
         self.adapter.load_state_dict(lokr)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -357,6 +382,8 @@ def _run_locked(
     trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None]
 ) -> TrainResult:
     trainer.resume(resume, log)
+    if not trainer.resumed:
+        trainer.init_from_lokr(log)
     cfg, end = trainer.cfg, trainer.end
     start = trainer.position.next_step
     metrics = MetricsLog(trainer.out_dir, start, cfg.tensorboard) if trainer.world.main else None
