@@ -37,6 +37,6 @@ rule all:
     input:
         "results/epsilon.safetensors",
         "results/eval/ccip/report.html",
-        expand("results/audit/diff/{name}.html", name=config["audit"]["diffs"]),
+        expand("results/audit/diff/{name}.html", name=AUDIT_PAIRS),
         "results/report/run.html",
     default_target: True

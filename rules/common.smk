@@ -5,6 +5,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from kxl.audit.config import all_pairs
 from kxl.config_check import config_problem
 
 # kxl's check first: one short paragraph naming the files, the key path and what was expected
@@ -78,10 +79,13 @@ def train_nproc(wildcards, resources):
     return resources.gpu // TRAIN_RUN["nodes"] if resources.gpu else TRAIN_RUN["nproc"]
 
 
-# Stage audit.
+# Stage audit: audit.diffs plus one released-step comparison per released file with a `step`.
+AUDIT_PAIRS = all_pairs(config["audit"])
+
+
 def audit_diff_inputs(wildcards):
     """The local-file operands of one configured diff (released names are not files)."""
-    pair = config["audit"]["diffs"][wildcards.name]
+    pair = AUDIT_PAIRS[wildcards.name]
     released = config["audit"].get("released", {})
     specs = [pair["a"], pair["b"], pair.get("base")]
     return [s for s in specs if s and s not in released and not s.startswith("hf://")]

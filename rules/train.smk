@@ -63,3 +63,30 @@ rule train:
         " --captions {input.captions} --base {input.base} --config-dir {input.config_dir}"
         " --config-json {params.train:q} --plan-config-json {params.plan:q} --seed {params.seed}"
         " --out-dir results/train --lokr {output.lokr} --resume auto > {log} 2>&1"
+
+
+# The rebuilt run's LoKr at a checkpoint step (audit.released entries with a `step`: each is
+# compared by rule audit_diff as released-step-<step>). After training: the checkpoint folder is
+# not a declared output, so the final LoKr is the input that orders this after the run.
+rule step_lokr:
+    input:
+        lokr="results/epsilon-lokr.safetensors",
+    output:
+        "results/train/steps/step-{step}.safetensors",
+    wildcard_constraints:
+        step=r"\d{8}",
+    log:
+        "logs/train/step_lokr_{step}.log",
+    benchmark:
+        "logs/benchmarks/step_lokr_{step}.tsv"
+    params:
+        train=section("train"),
+    threads: 1
+    resources:
+        mem_mb=retry_mem(4000),
+        runtime=30,
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "kxl step-lokr --checkpoints results/train/checkpoints --step {wildcards.step}"
+        " --config-json {params.train:q} --out {output} > {log} 2>&1"

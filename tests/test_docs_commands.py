@@ -49,10 +49,6 @@ PLACEHOLDERS = {
     "kxl explain-step N": "kxl explain-step 12",
     "kxl explain-step N [--rank R]": "kxl explain-step 12 --rank 1",
     "kxl diff A B": "kxl diff results/epsilon-lokr.safetensors results/epsilon.safetensors",
-    "kxl diff results/train/checkpoints/step-00013600/lokr.safetensors epsilon-step13600"
-    " --base results/base/base.safetensors --config-json '<the audit section as JSON>'":
-        "kxl diff results/train/checkpoints/step-00013600/lokr.safetensors epsilon-step13600"
-        " --base results/base/base.safetensors --config-json '{}'",
 }
 # Files a documented command expects the reader to write, written into the checkout copy.
 READER_FILES = {

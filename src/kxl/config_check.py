@@ -22,7 +22,7 @@ def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | Non
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
-        return None
+        return cross_section_problem(config)
     where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
@@ -34,6 +34,25 @@ def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | Non
     got = repr(error.instance)
     got = got if len(got) <= 80 else got[:77] + "..."
     return f"{where}: {got} is not valid ({error.validator}: expected {_short(expected)})"
+
+
+def cross_section_problem(config: dict[str, Any]) -> str | None:
+    """What the schema cannot say: a released step the rebuilt run keeps no checkpoint at, a
+    diff named like a released-step comparison."""
+    from kxl.audit.config import all_pairs
+
+    audit = config.get("audit") or {}
+    kept = set((config.get("train") or {}).get("checkpoint_steps") or [])
+    for name, raw in sorted((audit.get("released") or {}).items()):
+        step = raw.get("step")
+        if step is not None and step not in kept:
+            return (f"audit.released.{name}.step: {step} is not in train.checkpoint_steps "
+                    f"{sorted(kept)} (the rebuilt run needs a checkpoint there to compare)")
+    try:
+        all_pairs(audit)
+    except KxlError as exc:
+        return str(exc).removeprefix("config ")
+    return None
 
 
 def _short(schema: dict[str, Any]) -> str:

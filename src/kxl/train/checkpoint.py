@@ -201,3 +201,27 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def export_step_lokr(root: Path, step: int, out: Path, precision: str) -> Path:
+    """Write checkpoint `step`'s LoKr (kohya keys) to `out` in `precision` (the final file's
+    train.save_precision, so it compares with a released step file of the same dtype); the
+    checkpoint is verified against its manifest first. Returns the checkpoint folder."""
+    import torch
+    from safetensors.torch import load_file
+
+    from kxl.model.st_io import save_streaming
+
+    ckpt = CheckpointManager(root, keep_last=1, keep_steps=[])
+    path = ckpt.path(step)
+    if not path.is_dir():
+        have = [c.step for c in ckpt.list()]
+        raise KxlError(f"{path}: no checkpoint at step {step} (have {have}); list the step in "
+                       "train.checkpoint_steps so training keeps it")
+    meta = ckpt.meta(path)  # verifies every file against manifest.json
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    sd = {k: v + 0.0 if v.is_floating_point() else v for k, v in load_file(path / FILES[0]).items()}
+    save_streaming(sd, out, {"ss_network_module": "lycoris.kohya", "kxl_steps": str(step),
+                             "kxl_save_precision": precision,
+                             "kxl_seed": str(meta.get("seed"))}, dtype)
+    return path

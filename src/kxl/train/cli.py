@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--preset", default="config/lycoris/kohaku_xl.toml")
     t.add_argument("--factor", type=int, default=8, help="train.lokr.factor")
     t.set_defaults(func=_lokr_table)
+    e = sub.add_parser("step-lokr", help="a checkpoint's LoKr as a kohya-keyed file (the "
+                       "rebuilt run at a released step, for kxl diff)")
+    e.add_argument("--checkpoints", required=True, help="results/train/checkpoints")
+    e.add_argument("--step", required=True, type=int)
+    e.add_argument("--config-json", required=True,
+                   help="the train section (its save_precision: the released files' dtype)")
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=_step_lokr)
 
 
 def _lokr_table(args: argparse.Namespace) -> int:
@@ -47,6 +55,20 @@ def _lokr_table(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         table = lokr_table(args.config_dir or SDXL_CONFIGS, spec)
     print(markdown(table))
+    return 0
+
+
+def _step_lokr(args: argparse.Namespace) -> int:
+    from kxl.config import section_from_json
+    from kxl.provenance import record
+    from kxl.train.checkpoint import export_step_lokr
+    from kxl.train.config import TrainConfig
+
+    precision = section_from_json(TrainConfig, args.config_json, "train").save_precision
+    ckpt = export_step_lokr(Path(args.checkpoints), args.step, Path(args.out), precision)
+    print(f"{args.out}: the LoKr of {ckpt} in {precision}")
+    record("train", [args.out], [ckpt / "manifest.json"],
+           {"step": args.step, "save_precision": precision})
     return 0
 
 
