@@ -24,6 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"),
                    help="released files only from the HF cache (default: $HF_HUB_OFFLINE)")
     p.set_defaults(func=_diff)
+    c = sub.add_parser("emulate-resume", help="the plan of a run resumed as sd-scripts 0.8.7 "
+                       "resumed (data order restarted), and what it did to the data")
+    c.add_argument("--plan", required=True, help="plan/plan.parquet (the exact run's)")
+    c.add_argument("--resume-step", required=True, type=int,
+                   help="the checkpoint step the crashed run resumed from")
+    c.add_argument("--reading", required=True, choices=["restart-epoch", "restart-run"])
+    c.add_argument("--window", type=int, default=1000, help="steps per window of the report")
+    c.add_argument("--out", required=True, help="the emulated plan (plan.parquet's schema)")
+    c.add_argument("--damage", required=True, help="JSON: posts seen twice / never seen")
+    c.set_defaults(func=_emulate_resume)
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -63,3 +73,23 @@ def _diff(args: argparse.Namespace) -> int:
     c = report["counts"]
     print(f"{report['mode']}: {'PASS' if report['passed'] else 'FAIL'} {c}")
     return 0 if report["passed"] or args.exit_zero else 1
+
+
+def _emulate_resume(args: argparse.Namespace) -> int:
+    from kxl.atomic import write_json
+    from kxl.audit.crash import emulate_resume, resume_damage
+    from kxl.plan.build import PLAN_SCHEMA
+    from kxl.provenance import record
+    from kxl.tables import read_table, write_table
+
+    plan = read_table(args.plan, PLAN_SCHEMA)
+    emulated = emulate_resume(plan, args.resume_step, args.reading)
+    damage = {"resume_step": args.resume_step, "reading": args.reading,
+              **resume_damage(plan, emulated, args.window)}
+    write_table(emulated, args.out, PLAN_SCHEMA)
+    write_json(args.damage, damage)
+    record("audit", [args.out, args.damage], [args.plan],
+           {"resume_step": args.resume_step, "reading": args.reading, "window": args.window})
+    print(f"{args.reading} from step {args.resume_step}: {damage['twice']} post(s) seen twice, "
+          f"{damage['never']} never seen; first divergent step {damage['first_divergent_step']}")
+    return 0
