@@ -24,7 +24,8 @@ DATASET = [r[0] for r in ROWS if r[0] != 9]
 
 
 def select(**kw: int) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    cfg = CharactersConfig(**{"min_posts": 3, "min_refs": 2, "max_refs": 3, "top_n": 10, **kw})
+    cfg = CharactersConfig(**{"min_posts": 3, "min_refs": 2, "max_refs": 3, "top_n": 10,
+                              "allow_fewer": True, **kw})
     return select_characters(kept_table(ROWS), TAGS, dataset_table(DATASET), cfg)
 
 
@@ -64,6 +65,20 @@ def test_min_refs_excludes_and_names() -> None:
     assert summary["too_few_refs"] == ["dee", "cyd_x"]  # in rank order (4 posts, 3 posts)
 
 
+def test_top_n_is_exact_unless_fewer_are_allowed() -> None:
+    # 3 characters qualify (alice, bob, cyd_x; dee has too few references)
+    with pytest.raises(KxlError) as exc:
+        select(top_n=4, allow_fewer=False)
+    assert str(exc.value) == (
+        "eval.characters: 3 character(s) qualify (>= 3 posts in the dataset and >= 2 "
+        "references; 1 more with too few references), top_n asks for exactly 4; lower top_n "
+        "or set allow_fewer: true")
+    chars, _, _ = select(top_n=3, allow_fewer=False)
+    assert chars.height == 3
+    chars, _, summary = select(top_n=4, allow_fewer=True)
+    assert chars.height == 3 and summary["selected"] == 3
+
+
 def test_max_refs_below_min_refs_is_a_config_error() -> None:
     with pytest.raises(KxlError, match=r"max_refs 3 < min_refs 4"):
         select(min_refs=4)
@@ -81,7 +96,7 @@ def test_series_and_gender_are_the_most_frequent() -> None:
 def test_deterministic_under_input_order() -> None:
     a = select()
     shuffled = kept_table(ROWS[::-1])
-    cfg = CharactersConfig(min_posts=3, min_refs=2, max_refs=3, top_n=10)
+    cfg = CharactersConfig(min_posts=3, min_refs=2, max_refs=3, top_n=10, allow_fewer=True)
     b = select_characters(shuffled, TAGS, dataset_table(DATASET[::-1]), cfg)
     assert a[0].equals(b[0]) and a[1].equals(b[1])
 

@@ -67,7 +67,14 @@ def select_characters(
         .sort(["post_count", "character"], descending=[True, False])
     )
     few = ranked.filter(pl.col("n_refs") < cfg.min_refs)
-    chosen = ranked.filter(pl.col("n_refs") >= cfg.min_refs).head(cfg.top_n).with_row_index(
+    enough = ranked.filter(pl.col("n_refs") >= cfg.min_refs)
+    if enough.height < cfg.top_n and not cfg.allow_fewer:
+        raise KxlError(
+            f"eval.characters: {enough.height} character(s) qualify (>= {cfg.min_posts} posts "
+            f"in the dataset and >= {cfg.min_refs} references; {few.height} more with too few "
+            f"references), top_n asks for exactly {cfg.top_n}; lower top_n or set "
+            "allow_fewer: true")
+    chosen = enough.head(cfg.top_n).with_row_index(
         "rank").with_columns(pl.col("rank").cast(pl.Int32))
     chosen = chosen.join(_series(posts, char_posts, tags), on="tag_id", how="left").join(
         _gender(posts, char_posts, tags), on="tag_id", how="left").sort("rank")

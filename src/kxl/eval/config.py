@@ -14,6 +14,9 @@ class CharactersConfig:
     min_refs: int = 10
     max_refs: int = 50
     top_n: int = 3600
+    # The card's "3600 characters" is exact: fewer qualifying characters stop the stage with
+    # the number, unless this allows it (then the report says how many were compared).
+    allow_fewer: bool = False
 
 
 @dataclass(frozen=True)
