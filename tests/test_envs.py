@@ -48,3 +48,34 @@ def test_env_pins_agree_with_pyproject(path: Path) -> None:
         )
         checked += 1
     assert checked >= 5
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
+def test_env_installs_kxl_through_its_post_deploy_script(path: Path, tmp_path: Path) -> None:
+    """Snakemake copies the env file under .snakemake/conda/ before creating it, so the env
+    file holds no relative install; its post-deploy script (run by Snakemake inside the new env,
+    from the directory Snakemake was started in) installs the checkout."""
+    import os
+    import subprocess
+
+    env = yaml.safe_load(path.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert not [line for line in pip if line.startswith("-e") or line.startswith(".")]
+    script = path.with_name(f"{path.stem}.post-deploy.sh")
+    assert script.is_file() and os.access(script, os.X_OK)
+    # a stand-in `python` records what the script asks pip to install, and from where
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").write_text(f'#!/bin/sh\necho "$PWD $*" >> {tmp_path}/calls\n')
+    (bindir / "python").chmod(0o755)
+    run_env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    ok = subprocess.run(["bash", str(script)], cwd=ROOT, env=run_env, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "calls").read_text() == f"{ROOT} -m pip install --no-deps -e .\n"
+    elsewhere = subprocess.run(["bash", str(script)], cwd=tmp_path, env=run_env,
+                               capture_output=True, text=True)
+    assert elsewhere.returncode == 1
+    assert elsewhere.stderr.strip() == (
+        f"kxl post-deploy: run snakemake from the kxl checkout (no kxl pyproject.toml in "
+        f"{tmp_path})")
