@@ -76,10 +76,10 @@ def test_read_ahead_gives_the_inline_bytes_for_a_whole_epoch(tiny_inputs, images
 
 def test_asking_out_of_plan_order_is_refused(tiny_inputs, images) -> None:
     inline, data = _decoded(tiny_inputs, images), _plan(tiny_inputs)
-    first, second = data.micro_batches(int(data.steps[0]))
-    with ReadAhead(inline, data.requests(0, 1), workers=1, prefetch=1) as ahead:
-        with pytest.raises(KxlError, match="the plan's next micro-batch .* kxl bug"):
-            ahead.get(second.bucket, second.post_ids)
+    _, second = data.micro_batches(int(data.steps[0]))
+    with (ReadAhead(inline, data.requests(0, 1), workers=1, prefetch=1) as ahead,
+          pytest.raises(KxlError, match="the plan's next micro-batch .* kxl bug")):
+        ahead.get(second.bucket, second.post_ids)
 
 
 def _trainer(tiny_inputs, source, out, **over):

@@ -10,7 +10,8 @@ images/files/... with the recorded resize + crop (kxl.buckets.cache.resize_and_c
 function that writes the cache), so both give identical arrays. `LatentCache` (storage
 `latents`) gives those arrays' VAE posterior instead (kxl.model.vae.Posterior), and the trainer
 samples it without running the VAE. Each is asked only for the micro-batches of this process at
-the current step.
+the current step; under train.data_workers, kxl.train.prefetch.ReadAhead asks DecodedImages for
+the rows of the plan's next ones (`PlanData.requests`) and decodes them ahead with `decode_rows`.
 """
 
 from __future__ import annotations
