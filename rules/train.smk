@@ -6,7 +6,8 @@
 #
 # Images: results/buckets/cache/index.json says which storage the buckets stage used; with
 # `buckets.cache: none` (the full run) each rank decodes its step's images from
-# results/images/files/... (listed in images/dataset.parquet) with the recorded resize + crop;
+# results/images/files/... (listed in images/dataset.parquet) with the recorded resize + crop
+# (ahead of the step in train.data_workers processes per rank: CPUs of the same allocation);
 # with `latents` it samples the cached VAE posterior (made from the same base file).
 #
 # Resources (issue 7): ONE task per node (no `tasks`): SLURM (executor plugin >= 2.7.1) gives it

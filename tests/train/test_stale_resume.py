@@ -75,7 +75,7 @@ OTHER_LOKR = {"preset": "other.toml", "dim": 8, "alpha": 1.0, "conv_dim": 8, "co
 FREE_VALUE = {
     "run": RunResources(nproc=2), "max_steps": 3, "checkpoint_steps": [2],
     "checkpoint_every": 5, "keep_last": 9, "tensorboard": True, "gradient_checkpointing": True,
-    "save_precision": "fp16",
+    "save_precision": "fp16", "data_workers": 3, "prefetch": 4,
 }
 
 

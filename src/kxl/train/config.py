@@ -93,11 +93,20 @@ class TrainConfig:
     # configured network stop the run with one line naming the first.
     init_lokr: str | None = None
     init_step: int = 0
+    # Storage `none` (buckets.cache): processes that decode the plan's next micro-batches while
+    # the current one trains (kxl.train.prefetch), each keeping `prefetch` micro-batches in
+    # flight (memory: data_workers * prefetch decoded micro-batches per rank). 0 decodes inline
+    # in the training process. Same bytes either way; pixel and latent caches ignore both.
+    data_workers: int = 0
+    prefetch: int = 2
 
     def __post_init__(self) -> None:
         if self.init_step and self.init_lokr is None:
             raise KxlError(f"config train: init_step {self.init_step} needs init_lokr "
                            "(the LoKr file to continue from)")
+        if self.data_workers < 0 or self.prefetch < 1:
+            raise KxlError(f"config train: data_workers {self.data_workers} must be >= 0 and "
+                           f"prefetch {self.prefetch} >= 1")
         if self.init_step < 0:
             raise KxlError(f"config train: init_step {self.init_step} must be >= 0")
         if self.full_fp16 and self.mixed_precision != "fp16":

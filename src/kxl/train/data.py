@@ -10,14 +10,15 @@ images/files/... with the recorded resize + crop (kxl.buckets.cache.resize_and_c
 function that writes the cache), so both give identical arrays. `LatentCache` (storage
 `latents`) gives those arrays' VAE posterior instead (kxl.model.vae.Posterior), and the trainer
 samples it without running the VAE. Each is asked only for the micro-batches of this process at
-the current step.
+the current step; under train.data_workers, kxl.train.prefetch.ReadAhead asks DecodedImages for
+the rows of the plan's next ones (`PlanData.requests`) and decodes them ahead with `decode_rows`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,6 +98,19 @@ class PlanData:
         for (r, m), g in part.group_by(["rank", "micro"], maintain_order=True):
             out.append(_micro(int(step), int(r), int(m), g))  # type: ignore[arg-type]
         return out
+
+    def requests(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(bucket, post_ids) of this process's micro-batches at step indices start..end-1, in
+        the order micro_batches gives them step after step: what a read-ahead decodes next."""
+        part = self.rows.filter(pl.col("step").is_in(self.steps[start:end].tolist()))
+        if part.is_empty():
+            return
+        keys = [part[c].to_numpy().astype(np.int64) for c in ("step", "rank", "micro")]
+        change = np.flatnonzero(np.any([np.diff(k) != 0 for k in keys], axis=0)) + 1
+        bounds = [0, *change.tolist(), part.height]
+        bucket, ids = part["bucket"].to_numpy(), part["post_id"].to_numpy()
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            yield int(bucket[lo]), ids[lo:hi]
 
     def rows_hash(self, step: int) -> str:
         """sha256 (16 hex) of the step's plan rows over all ranks: what the step saw."""
@@ -315,8 +329,12 @@ class DecodedImages:
     def get(self, bucket: int, post_ids: np.ndarray) -> Any:
         import torch
 
-        from kxl.buckets.cache import resize_and_crop
+        return torch.from_numpy(decode_rows(self.root, self.rows_of(bucket, post_ids),
+                                            self.resample))
 
+    def rows_of(self, bucket: int, post_ids: np.ndarray) -> list[dict[str, Any]]:
+        """The buckets.parquet rows (+ `file`) of `post_ids` in that order, checked against
+        the plan's bucket: what decode_rows needs."""
         ids = np.asarray(post_ids, dtype=np.int64)
         pos = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
         found = self.ids[pos] == ids if len(self.ids) else np.zeros(len(ids), bool)
@@ -332,12 +350,29 @@ class DecodedImages:
                 f"buckets.parquet: post_id {int(wrong['id'][0])} is in bucket "
                 f"{int(wrong['bucket'][0])}, the plan says {bucket}; rebuild the plan"
             )
-        # one decode per image of the micro-batch (a handful), in plan order
-        px = [
-            resize_and_crop(self.root / r["file"], r, self.resample)
-            for r in part.iter_rows(named=True)
-        ]
-        return torch.from_numpy(np.stack(px))
+        return list(part.iter_rows(named=True))
+
+
+def decode_rows(root: Path, rows: list[dict[str, Any]], resample: str) -> np.ndarray:
+    """uint8 [n, h, w, 3]: each row's image decoded with the recorded resize + crop (the
+    bucket cache's own resize_and_crop), in order; one decode per image of a micro-batch.
+
+    Inline (DecodedImages.get) and in read-ahead workers (kxl.train.prefetch) alike: numpy
+    only, no torch. A file Pillow cannot decode is one KxlError line naming it, which is also
+    how a worker's failure reaches the training process."""
+    from kxl.buckets.cache import resize_and_crop
+
+    px = []
+    for r in rows:
+        path = root / r["file"]
+        try:
+            px.append(resize_and_crop(path, r, resample))
+        except KxlError:
+            raise
+        except Exception as e:  # Pillow: UnidentifiedImageError, truncated data (OSError), ...
+            raise KxlError(f"{path}: cannot decode the image ({type(e).__name__}: {e}); "
+                           "re-fetch it (images stage)") from None
+    return np.stack(px)
 
 
 def open_pixel_source(

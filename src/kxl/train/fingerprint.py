@@ -24,6 +24,8 @@ RESUME_FREE: dict[str, str] = {
     "tensorboard": "a second copy of metrics.csv",
     "gradient_checkpointing": "recomputes activations: memory, not math (tests/train/test_resume)",
     "save_precision": "the final file's dtype; checkpoints keep the fp32 factors",
+    "data_workers": "who decodes the images (kxl.train.prefetch), not which or how: same bytes",
+    "prefetch": "how far ahead images are decoded, not which or how: same bytes",
 }
 
 

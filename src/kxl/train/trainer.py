@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +263,27 @@ class Trainer:
         self.load(path)
         log(f"resumed from {path} at plan step index {self.position.next_step}")
 
+    @contextlib.contextmanager
+    def read_ahead(self, start: int) -> Iterator[None]:
+        """Under train.data_workers > 0 with storage `none`: this process's micro-batches from
+        step index `start` to the budget's end are decoded ahead in worker processes while
+        steps train (kxl.train.prefetch); the pool is shut down on leaving, normally or not.
+        Pixel and latent caches are read inline: a slice of a file is cheap."""
+        from kxl.train.data import DecodedImages
+        from kxl.train.prefetch import ReadAhead
+
+        inline = self.pixels
+        if not (self.cfg.data_workers and isinstance(inline, DecodedImages)):
+            yield
+            return
+        requests = self.data.requests(start, self.end)
+        with ReadAhead(inline, requests, self.cfg.data_workers, self.cfg.prefetch) as ahead:
+            self.pixels = ahead
+            try:
+                yield
+            finally:
+                self.pixels = inline
+
     # -- one step ----------------------------------------------------------------------------
     def micro_loss(self, mb: MicroBatch) -> Any:
         import torch
@@ -389,13 +410,14 @@ def _run_locked(
     metrics = MetricsLog(trainer.out_dir, start, cfg.tensorboard) if trainer.world.main else None
     progress = Progress(start, end, log if trainer.world.main else None)
     row: dict[str, Any] = {}
-    for index in range(start, end):
-        row = trainer.step(index)
-        if metrics is not None:
-            metrics.log(row)
-        if trainer.due(index + 1):
-            trainer.save()
-        progress.update(index + 1, row)
+    with trainer.read_ahead(start):
+        for index in range(start, end):
+            row = trainer.step(index)
+            if metrics is not None:
+                metrics.log(row)
+            if trainer.due(index + 1):
+                trainer.save()
+            progress.update(index + 1, row)
     if metrics is not None:
         metrics.finish()
     if trainer.world.main:
