@@ -20,8 +20,8 @@ from kxl.report.buckets import Buckets, read_buckets
 from kxl.report.funnel import read_funnel
 from kxl.report.inputs import RunPaths
 from kxl.report.provenance import read_provenance
-from kxl.report.svg import fmt, nice_ticks
 from kxl.report.training import log_events, read_training, smoothed, thin
+from kxl.svg import fmt, nice_ticks
 
 
 def paths(results: Path) -> RunPaths:

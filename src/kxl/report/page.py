@@ -17,8 +17,8 @@ from kxl.report.buckets import Buckets
 from kxl.report.funnel import Funnel
 from kxl.report.inputs import Missing
 from kxl.report.provenance import Provenance, package_table
-from kxl.report.svg import PALETTE, Mark, Series, bar_chart, fmt, line_chart, stacked_bars
 from kxl.report.training import Training, smoothed, thin
+from kxl.svg import PALETTE, Mark, Series, bar_chart, fmt, line_chart, stacked_bars
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;

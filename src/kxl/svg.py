@@ -1,9 +1,11 @@
 """Plots as inline SVG: no script library and no network, so the page is one file that opens
-anywhere and logs nothing to the console.
+anywhere and logs nothing to the console. Shared by the audit and report stages, so it lives
+below both (neither imports the other).
 
 Every plot is a `<figure class="plot" data-plot=ID data-points=N>` whose drawn data carry
 `class="data"`, so a browser test can check that each plot has data and that it rendered.
-Series are thinned before they get here (`training.thin`): at most a few thousand points each.
+Callers thin long series first (the run report: `kxl.report.training.thin`): at most a few
+thousand points each.
 """
 
 from __future__ import annotations
