@@ -23,6 +23,14 @@ PALETTE = ("#3366cc", "#dc6b2f", "#2a9d5c", "#9b59b6", "#c0392b", "#7f8c8d", "#d
            "#16a0a0", "#8e5a2b", "#e377c2", "#1f3d7a", "#9acd32", "#6b4c9a", "#ff9f80")
 
 
+# A page's only script: counts each figure.plot's drawn data (non-empty bounding box) into
+# data-drawn, and the page's plots into body data-plots / data-plots-drawn, for the browser test.
+DRAWN_SCRIPT = """(function(){var f=document.querySelectorAll('figure.plot'),ok=0;
+f.forEach(function(p){var n=0;p.querySelectorAll('.data').forEach(function(e){
+var b=e.getBBox();if(b.width>0||b.height>0)n++;});p.dataset.drawn=n;if(n>0)ok++;});
+document.body.dataset.plots=f.length;document.body.dataset.plotsDrawn=ok;})();"""
+
+
 @dataclass(frozen=True)
 class Series:
     name: str
