@@ -20,6 +20,7 @@ from kxl.audit.config import STEP_LOKR, series_inputs
 from kxl.audit.series import stream_sums
 from kxl.cli import main
 from kxl.config_check import config_problem
+from kxl.errors import KxlError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,6 +211,11 @@ def test_another_factor_is_compared_by_materialising_that_pair(tmp_path: Path) -
     d2 = torch.kron(f2[f"{name}.lokr_w1"], f2[f"{name}.lokr_w2"]).double()
     sums = stream_sums(paths, None)["te1"]
     assert sums.prev["a"][1] == pytest.approx(float((d1 * d2).sum()), rel=1e-5)
+    # a norm of another width is another model: one line naming the module and both files
+    write(tmp_path / "n1.safetensors", {"lora_unet_out_0.w_norm": torch.ones(8)})
+    write(tmp_path / "n2.safetensors", {"lora_unet_out_0.w_norm": torch.ones(4)})
+    with pytest.raises(KxlError, match=r"norm 'lora_unet_out_0': shapes .*n1.* but .*n2"):
+        stream_sums([str(tmp_path / "n1.safetensors"), str(tmp_path / "n2.safetensors")], None)
 
 
 def test_configs_name_their_series_and_a_short_one_is_a_config_error() -> None:
