@@ -38,5 +38,6 @@ rule all:
         "results/epsilon.safetensors",
         "results/eval/ccip/report.html",
         expand("results/audit/diff/{name}.html", name=AUDIT_PAIRS),
+        expand("results/audit/series/{name}.html", name=AUDIT_SERIES),
         "results/report/run.html",
     default_target: True

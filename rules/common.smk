@@ -5,7 +5,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from kxl.audit.config import all_pairs
+from kxl.audit.config import all_pairs, series_inputs
 from kxl.config_check import config_problem
 
 # kxl's check first: one short paragraph naming the files, the key path and what was expected
@@ -89,3 +89,13 @@ def audit_diff_inputs(wildcards):
     released = config["audit"].get("released", {})
     specs = [pair["a"], pair["b"], pair.get("base")]
     return [s for s in specs if s and s not in released and not s.startswith("hf://")]
+
+
+# Stage audit: one series report per audit.series entry.
+AUDIT_SERIES = sorted(config["audit"].get("series") or {})
+CHECKPOINT_STEPS = ",".join(str(s) for s in config["train"]["checkpoint_steps"])
+
+
+def audit_series_inputs(wildcards):
+    """The rebuilt run's step files (and listed local paths) that one series reads."""
+    return series_inputs(config["audit"], config["train"]["checkpoint_steps"], wildcards.name)

@@ -24,6 +24,7 @@ TARGETS = [
     "results/plan/plan.parquet",
     "results/epsilon.safetensors",
     "results/audit/diff/lokr-vs-merged.json",
+    "results/audit/series/rebuilt.html",  # seconds: 4 step_lokr exports + one streamed pass
     "results/eval/ccip/report.html",
     "results/report/run.html",  # seconds: rule verify + the report, from the finished run
 ]

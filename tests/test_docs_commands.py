@@ -46,6 +46,11 @@ PLACEHOLDERS = {
     "snakemake --cores all results/audit/diff/<name>.html":
         "snakemake --cores all results/audit/diff/lokr-vs-merged.html",
     "snakemake results/audit/diff/<name>.html": "snakemake results/audit/diff/lokr-vs-merged.html",
+    # <name>, NAME: an entry of audit.series in config/config.yaml.
+    "snakemake --cores all results/audit/series/<name>.html":
+        "snakemake --cores all results/audit/series/rebuilt.html",
+    "kxl series --name NAME": "kxl series --name rebuilt",
+    "kxl series --name <name>": "kxl series --name rebuilt",
     "kxl explain-step N": "kxl explain-step 12",
     "kxl explain-step N [--rank R]": "kxl explain-step 12 --rank 1",
     "kxl diff A B": "kxl diff results/epsilon-lokr.safetensors results/epsilon.safetensors",

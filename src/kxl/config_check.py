@@ -38,8 +38,9 @@ def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | Non
 
 def cross_section_problem(config: dict[str, Any]) -> str | None:
     """What the schema cannot say: a released step the rebuilt run keeps no checkpoint at, a
-    diff named like a released-step comparison."""
-    from kxl.audit.config import all_pairs
+    diff named like a released-step comparison, a series with fewer than 2 steps."""
+    from kxl.audit.config import AuditConfig, all_pairs, series_files
+    from kxl.config import from_dict
 
     audit = config.get("audit") or {}
     kept = set((config.get("train") or {}).get("checkpoint_steps") or [])
@@ -50,6 +51,9 @@ def cross_section_problem(config: dict[str, Any]) -> str | None:
                     f"{sorted(kept)} (the rebuilt run needs a checkpoint there to compare)")
     try:
         all_pairs(audit)
+        cfg = from_dict(AuditConfig, audit, "audit")
+        for name in sorted(cfg.series):
+            series_files(name, cfg.series_config(name), cfg.released, sorted(kept))
     except KxlError as exc:
         return str(exc).removeprefix("config ")
     return None

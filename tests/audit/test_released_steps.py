@@ -55,6 +55,7 @@ def test_full_run_dry_run_lists_the_step_comparisons(tmp_path: Path) -> None:
     counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
     assert counts["step_lokr"] == "11"
+    assert counts["audit_series"] == "2"  # audit.series: epsilon (released vs rebuilt), rebuilt
     assert int(counts["audit_diff"]) == 11 + len(EPSILON["audit"]["diffs"])
 
 
@@ -63,9 +64,9 @@ def test_a_released_step_without_a_checkpoint_or_a_clashing_name_is_one_line() -
     cfg["audit"]["released"] = {"r": {"repo_id": "o/r", "filename": "f.safetensors",
                                       "revision": "main", "step": 5}}
     problem = config_problem(cfg, ROOT / "config/schema.yaml")
-    assert problem == ("audit.released.r.step: 5 is not in train.checkpoint_steps [] (the "
-                       "rebuilt run needs a checkpoint there to compare)")
-    cfg["train"]["checkpoint_steps"] = [5]
+    assert problem == ("audit.released.r.step: 5 is not in train.checkpoint_steps [200, 400, "
+                       "600, 800] (the rebuilt run needs a checkpoint there to compare)")
+    cfg["train"]["checkpoint_steps"] = [5, 200]
     assert config_problem(cfg, ROOT / "config/schema.yaml") is None
     cfg["audit"]["diffs"]["released-step-00000005"] = {"a": "x", "b": "y"}
     assert "is the name of a released-step comparison" in config_problem(

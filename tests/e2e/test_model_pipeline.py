@@ -54,6 +54,19 @@ def test_merged_model_is_the_base_plus_the_lokr(default_run: Workflow) -> None:
     assert report["passed"] is True, report.get("summary")
 
 
+def test_series_audit_follows_the_lokr_over_its_checkpoint_steps(default_run: Workflow) -> None:
+    root = default_run.root / "results"
+    rep = json.loads((root / "audit/series/rebuilt.json").read_text())
+    assert rep["steps"] == [200, 400, 600, 800] and rep["kinds"] == {"a": "rebuilt"}
+    assert {"overall", "te1", "te2", "unet middle"} <= set(rep["blocks"])
+    overall = [r for r in rep["rows"] if r["block"] == "overall"]
+    assert [r["step"] for r in overall] == [200, 400, 600, 800]
+    assert all(r["norm_a"] > 0 for r in overall)  # trained: the LoKr's delta is not zero
+    assert overall[0]["change_a"] is None
+    assert all(0 < r["change_a"] < 10 for r in overall[1:])  # it keeps moving, and finitely
+    assert "kxl series: rebuilt" in (root / "audit/series/rebuilt.html").read_text()
+
+
 def test_merged_model_loads_with_diffusers_from_single_file(default_run: Workflow) -> None:
     from diffusers import StableDiffusionXLPipeline
 

@@ -20,8 +20,8 @@ from kxl.report.buckets import Buckets, read_buckets
 from kxl.report.funnel import read_funnel
 from kxl.report.inputs import RunPaths
 from kxl.report.provenance import read_provenance
-from kxl.report.svg import fmt, nice_ticks
 from kxl.report.training import log_events, read_training, smoothed, thin
+from kxl.svg import fmt, nice_ticks
 
 
 def paths(results: Path) -> RunPaths:
@@ -260,3 +260,13 @@ def test_a_section_that_fails_to_draw_costs_only_that_section(
     assert any(p == "Buckets: could not be drawn (ZeroDivisionError: division by zero)"
                for p in rep.problems)
     assert "<h2 id=buckets>Buckets</h2>" in rep.html and 'data-plot="loss"' in rep.html
+
+
+def test_links_to_the_audit_diff_and_series_pages_that_exist(run: Path) -> None:
+    from kxl.report import build
+
+    for rel in ("audit/diff/lokr-vs-merged.html", "audit/series/rebuilt.html"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text("<html></html>")
+    rep = build.build_report(paths(run), run / "report/run.html", None)
+    assert "audit diff: lokr-vs-merged" in rep.html and "audit series: rebuilt" in rep.html

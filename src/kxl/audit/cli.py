@@ -1,4 +1,5 @@
-"""CLI of the audit stage: `kxl diff A B` and `kxl diff --pair NAME` (the Snakemake targets)."""
+"""CLI of the audit stage: `kxl diff A B`, `kxl diff --pair NAME` and `kxl series --name NAME`
+(the Snakemake targets)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", help="self-contained HTML report to write")
     p.add_argument("--json", help="JSON report to write")
     p.add_argument("--exit-zero", action="store_true", help="exit 0 even when they differ")
-    p.add_argument("--offline", action="store_true",
-                   default=os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"),
-                   help="released files only from the HF cache (default: $HF_HUB_OFFLINE)")
     p.set_defaults(func=_diff)
+    _offline(p)
+    s = sub.add_parser("series", help="per-block norms and changes of a LoKr over its "
+                       "checkpoint steps (one series, or two side by side)")
+    s.add_argument("--name", required=True, help="the series: config audit.series.<NAME>")
+    s.add_argument("--config-json", default="{}", help="the audit config section as JSON")
+    s.add_argument("--checkpoint-steps", default="",
+                   help="train.checkpoint_steps, comma-separated (the `rebuilt` series' steps)")
+    s.add_argument("--json", help="JSON report to write")
+    s.add_argument("--report", help="self-contained HTML report to write")
+    _offline(s)
+    s.set_defaults(func=_series)
     c = sub.add_parser("emulate-resume", help="the plan of a run resumed as sd-scripts 0.8.7 "
                        "resumed (data order restarted), and what it did to the data")
     c.add_argument("--plan", required=True, help="plan/plan.parquet (the exact run's)")
@@ -34,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="the emulated plan (plan.parquet's schema)")
     c.add_argument("--damage", required=True, help="JSON: posts seen twice / never seen")
     c.set_defaults(func=_emulate_resume)
+
+
+def _offline(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--offline", action="store_true",
+                   default=os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"),
+                   help="released files only from the HF cache (default: $HF_HUB_OFFLINE)")
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -92,4 +107,36 @@ def _emulate_resume(args: argparse.Namespace) -> int:
            {"resume_step": args.resume_step, "reading": args.reading, "window": args.window})
     print(f"{args.reading} from step {args.resume_step}: {damage['twice']} post(s) seen twice, "
           f"{damage['never']} never seen; first divergent step {damage['first_divergent_step']}")
+    return 0
+
+
+def _series(args: argparse.Namespace) -> int:
+    from kxl.atomic import write_json, write_text
+    from kxl.audit.config import AuditConfig, series_files
+    from kxl.audit.report import json_safe
+    from kxl.audit.series import series_report
+    from kxl.audit.series_html import render_series_html
+    from kxl.audit.sources import resolve
+    from kxl.config import section_from_json
+    from kxl.errors import KxlError
+
+    cfg = section_from_json(AuditConfig, args.config_json, "audit")
+    try:
+        steps = [int(s) for s in args.checkpoint_steps.split(",") if s.strip()]
+    except ValueError as exc:
+        raise KxlError(f"--checkpoint-steps {args.checkpoint_steps!r}: not integers") from exc
+    series = cfg.series_config(args.name)
+    files = series_files(args.name, series, cfg.released, steps)
+    kinds = {k: v if isinstance(v, str) else "list" for k, v in
+             (("a", series.a), ("b", series.b)) if k in files}
+    paths = {k: [str(resolve(f, cfg, args.offline)) for f in side.values()]
+             for k, side in files.items()}
+    report = series_report(args.name, kinds, files, paths, series.jump)
+    if args.json:
+        write_json(args.json, json_safe(report))
+    if args.report:
+        write_text(args.report, render_series_html(report))
+    print(f"series {args.name}: {len(report['steps'])} steps, {report['modules']} modules, "
+          f"{len(report['flags'])} jump(s)"
+          + "".join(f"; {f['series']} {f['block']} at {f['step']}" for f in report["flags"][:5]))
     return 0

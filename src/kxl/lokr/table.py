@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from kxl.lokr.blocks import module_block
 from kxl.lokr.network import LokrSpec
 from kxl.model.sdxl import CONFIGS as SDXL_CONFIGS  # noqa: F401 (re-exported: the default folder)
 
@@ -44,21 +45,6 @@ def meta_network(config_dir: str | Path, spec: LokrSpec) -> tuple[Any, dict[str,
     return net, lora_name_map(models["unet"], tes)
 
 
-def _block(kohya: str) -> tuple[str, str]:
-    """(component, block) of a kohya module name, e.g. ('unet', 'input level 1')."""
-    if kohya.startswith("lora_te"):
-        return kohya[5:8], "encoder layers"
-    m = re.match(r"lora_unet_(input|output)_blocks_(\d+)_", kohya)
-    if m:
-        side, i = m.group(1), int(m.group(2))
-        if side == "input":
-            return "unet", "conv_in" if i == 0 else f"input level {(i - 1) // 3}"
-        return "unet", f"output level {2 - i // 3}"
-    if kohya.startswith("lora_unet_middle_block"):
-        return "unet", "middle"
-    return "unet", "embeddings / out"
-
-
 def _kind(kohya: str, module: Any) -> str:
     if type(module).__name__ == "NormModule":
         return "norm (trained)"
@@ -74,7 +60,7 @@ def lokr_table(config_dir: str | Path, spec: LokrSpec) -> pl.DataFrame:
     rows = []
     for mod in [*net.text_encoder_loras, *net.unet_loras]:
         kohya = names.get(mod.lora_name, mod.lora_name)
-        component, block = _block(kohya)
+        component, block = module_block(kohya)
         w1 = getattr(mod, "lokr_w1", None)
         params = sum(p.numel() for p in mod.parameters()) + (1 if hasattr(mod, "alpha") else 0)
         rows.append({

@@ -63,9 +63,10 @@ def build_report(paths: RunPaths, out: Path, counts: CountsConfig | None) -> Rep
     training = guarded(paths.metrics, lambda: read_training(paths, paths.metrics))
     prov = read_provenance(paths.results, paths.verify)
     problems = [line for part in (funnel, buckets, training, prov) for line in _lines(part)]
-    diffs = sorted(paths.diffs.glob("*.html")) if paths.diffs.is_dir() else []
     links = [("CCIP evaluation", paths.ccip), ("kxl verify result (JSON)", paths.verify)]
-    links += [(f"audit diff: {d.stem}", d) for d in diffs]
+    for what, folder in (("audit diff", paths.diffs), ("audit series", paths.series)):
+        pages = sorted(folder.glob("*.html")) if folder.is_dir() else []
+        links += [(f"{what}: {d.stem}", d) for d in pages]
     sections = [drawn("Data funnel", "funnel", page.funnel_section, funnel, problems),
                 drawn("Buckets", "buckets", page.buckets_section, buckets, problems),
                 drawn("Training", "training", page.training_section, training, problems),

@@ -46,6 +46,7 @@ class RunPaths:
     verify: Path
     ccip: Path
     diffs: Path
+    series: Path
 
     @classmethod
     def under(cls, results: Path, logs: Path) -> RunPaths:
@@ -75,6 +76,7 @@ _LAYOUT = {
     "verify": "audit/verify.json",
     "ccip": "eval/ccip/report.html",
     "diffs": "audit/diff",
+    "series": "audit/series",
 }
 
 

@@ -17,8 +17,8 @@ from kxl.report.buckets import Buckets
 from kxl.report.funnel import Funnel
 from kxl.report.inputs import Missing
 from kxl.report.provenance import Provenance, package_table
-from kxl.report.svg import PALETTE, Mark, Series, bar_chart, fmt, line_chart, stacked_bars
 from kxl.report.training import Training, smoothed, thin
+from kxl.svg import DRAWN_SCRIPT, PALETTE, Mark, Series, bar_chart, fmt, line_chart, stacked_bars
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;
@@ -39,10 +39,6 @@ nav a{margin-right:12px}details{margin:6px 0}
 .legend{font-size:12px;display:flex;flex-wrap:wrap;gap:4px 14px;max-width:760px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
 """
-JS = """(function(){var f=document.querySelectorAll('figure.plot'),ok=0;
-f.forEach(function(p){var n=0;p.querySelectorAll('.data').forEach(function(e){
-var b=e.getBBox();if(b.width>0||b.height>0)n++;});p.dataset.drawn=n;if(n>0)ok++;});
-document.body.dataset.plots=f.length;document.body.dataset.plotsDrawn=ok;})();"""
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], table_id: str = "") -> str:
@@ -347,4 +343,4 @@ def page(title: str, subtitle: str, problems: Sequence[str], sections: Sequence[
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>" + meta
             + f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
             + f"<h1>{escape(title)}</h1><p>{escape(subtitle)}</p><nav>{nav}</nav>" + summary
-            + "".join(sections) + f"<script>{JS}</script></body></html>\n")
+            + "".join(sections) + f"<script>{DRAWN_SCRIPT}</script></body></html>\n")

@@ -1,9 +1,11 @@
 """Plots as inline SVG: no script library and no network, so the page is one file that opens
-anywhere and logs nothing to the console.
+anywhere and logs nothing to the console. Shared by the audit and report stages, so it lives
+below both (neither imports the other).
 
 Every plot is a `<figure class="plot" data-plot=ID data-points=N>` whose drawn data carry
 `class="data"`, so a browser test can check that each plot has data and that it rendered.
-Series are thinned before they get here (`training.thin`): at most a few thousand points each.
+Callers thin long series first (the run report: `kxl.report.training.thin`): at most a few
+thousand points each.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ W, H = 760, 230
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 26, 34
 PALETTE = ("#3366cc", "#dc6b2f", "#2a9d5c", "#9b59b6", "#c0392b", "#7f8c8d", "#d4a017",
            "#16a0a0", "#8e5a2b", "#e377c2", "#1f3d7a", "#9acd32", "#6b4c9a", "#ff9f80")
+
+
+# A page's only script: counts each figure.plot's drawn data (non-empty bounding box) into
+# data-drawn, and the page's plots into body data-plots / data-plots-drawn, for the browser test.
+DRAWN_SCRIPT = """(function(){var f=document.querySelectorAll('figure.plot'),ok=0;
+f.forEach(function(p){var n=0;p.querySelectorAll('.data').forEach(function(e){
+var b=e.getBBox();if(b.width>0||b.height>0)n++;});p.dataset.drawn=n;if(n>0)ok++;});
+document.body.dataset.plots=f.length;document.body.dataset.plotsDrawn=ok;})();"""
 
 
 @dataclass(frozen=True)
