@@ -31,3 +31,18 @@ def chromium() -> Path:
         pytest.skip(f"headless Chromium unavailable: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Path("/usr/bin/chromium")
+
+
+@pytest.fixture()
+def dump_dom(chromium: Path, tmp_path: Path):
+    """page -> headless Chromium's run of it (its DOM after scripts in stdout; logs in stderr),
+    with a throwaway profile and 3 s of virtual time for the page's scripts."""
+
+    def run(page: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr",
+             "--v=0", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120)
+
+    return run

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -271,7 +270,7 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     assert not (tmp_path / "o.json").exists()
 
 
-def test_renders_in_headless_chromium(tmp_path: Path, chromium: Path) -> None:
+def test_renders_in_headless_chromium(tmp_path: Path, dump_dom) -> None:
     steps = [1, 2, 3, 4]
     a = [{"step": s, "file": write(tmp_path / f"a{s}.safetensors", params(s))} for s in steps]
     b = [{"step": s, "file": write(tmp_path / f"b{s}.safetensors", params(50 + s))}
@@ -280,11 +279,7 @@ def test_renders_in_headless_chromium(tmp_path: Path, chromium: Path) -> None:
     page = tmp_path / "out/s.html"
     text = page.read_text()
     assert "<script src" not in text and not re.search(r"https?://(?!www\.w3\.org)", text)
-    res = subprocess.run(
-        [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
+    res = dump_dom(page)
     assert res.returncode == 0, res.stderr[-2000:]
     plots = re.search(r'data-plots="(\d+)" data-plots-drawn="(\d+)"', res.stdout)
     # per block: norm, change, a-vs-b; each drawn with data

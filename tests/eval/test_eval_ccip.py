@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -158,14 +157,10 @@ def test_report_is_self_contained(scored: dict[str, Path]) -> None:
 
 
 def test_report_renders_in_headless_chromium(
-    scored: dict[str, Path], tmp_path: Path, chromium: Path
+    scored: dict[str, Path], dump_dom
 ) -> None:
     page = scored["root"] / "report.html"
-    res = subprocess.run(
-        [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
+    res = dump_dom(page)
     assert res.returncode == 0, res.stderr[-2000:]
     dom = res.stdout
     assert 'data-ready="1"' in dom  # the page's script ran to its end

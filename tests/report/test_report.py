@@ -231,14 +231,10 @@ def test_axis_helpers() -> None:
         "20.4k", "5.21M", "2,203", "2.5e-04", "0.5"]
 
 
-def test_renders_in_headless_chromium(run: Path, tmp_path: Path, chromium: Path) -> None:
+def test_renders_in_headless_chromium(run: Path, dump_dom) -> None:
     assert kxl(run.parent, "report").returncode == 0
     page = run / "report/run.html"
-    res = subprocess.run(
-        [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
+    res = dump_dom(page)
     assert res.returncode == 0, res.stderr[-2000:]
     dom = res.stdout
     plots = re.search(r'data-plots="(\d+)" data-plots-drawn="(\d+)"', dom)
