@@ -16,6 +16,7 @@ from kxl.errors import KxlError
 # Pipeline order; each name is a module `kxl.<name>.cli` (or `kxl.<name>_cli`).
 STAGES = (
     "provenance_cli",
+    "config_check_cli",
     "metadata",
     "posts",
     "manifest",

@@ -86,3 +86,38 @@ def yaml_problem(path: str | Path) -> str | None:
     except OSError as exc:
         return f"{path}: cannot read ({exc.strerror})"
     return None
+
+
+def merge_configs(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base` as Snakemake merges --configfile files: mappings merge key by key,
+    anything else (lists included) is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def check_files(files: Sequence[str | Path], schema_path: str | Path) -> None:
+    """The config files as `snakemake --configfile FILES` would merge them: a YAML syntax error
+    named by file, line and column, or the merged config's first schema problem; KxlError.
+
+    Snakemake's CLI parses --configfile files before any workflow code runs, so a syntax error
+    in an override gets its message ("Config file is not valid JSON or YAML"), naming neither
+    file nor line; this is the check to run then."""
+    import yaml
+
+    merged: dict[str, Any] = {}
+    for path in files:
+        if problem := yaml_problem(path):
+            raise KxlError(problem)
+        data = yaml.safe_load(Path(path).read_text())
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise KxlError(f"{path}: a config file must be a YAML mapping of sections, "
+                           f"not a {type(data).__name__}")
+        merged = merge_configs(merged, data)
+    check_config(merged, schema_path, [str(f) for f in files])

@@ -95,3 +95,41 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and len(out.strip().splitlines()) <= 4, out
     assert f"config/config.yaml:{row + 2}:" in out
+
+
+def _kxl_check(*files: Path) -> subprocess.CompletedProcess[str]:
+    kxl = Path(sys.executable).with_name("kxl")
+    return subprocess.run([str(kxl), "check-config", *map(str, files)], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def test_check_config_names_the_override_with_a_syntax_error(tmp_path) -> None:
+    """Snakemake's CLI says only "Config file is not valid JSON or YAML" for a broken override
+    passed with --configfile; `kxl check-config` names file, line and column."""
+    over = tmp_path / "over.yaml"
+    over.write_text("train:\n  max_steps: 5\n  bad: [1, 2\n")  # the flow sequence never closes
+    proc = _kxl_check(ROOT / "config/config.yaml", over)
+    assert proc.returncode == 2 and proc.stdout == ""
+    line = proc.stderr.strip()
+    assert "\n" not in line and line.startswith(f"kxl check-config: error: {over}:4:1: ")
+
+
+def test_check_config_validates_the_merge_as_snakemake_does(tmp_path) -> None:
+    over = tmp_path / "over.yaml"
+    over.write_text("train:\n  max_steps: 5\n")  # merges into train: every other key stays
+    assert _kxl_check(ROOT / "config/config.yaml", over).returncode == 0
+    over.write_text("train:\n  mixed_precision: fp8\n")
+    proc = _kxl_check(ROOT / "config/config.yaml", over)
+    assert proc.returncode == 2
+    assert "train.mixed_precision: 'fp8' is not valid" in proc.stderr
+    assert str(over) in proc.stderr and len(proc.stderr.splitlines()) == 1
+    over.write_text("- a list\n")
+    assert "must be a YAML mapping" in _kxl_check(ROOT / "config/config.yaml", over).stderr
+
+
+def test_merge_replaces_lists_and_merges_mappings() -> None:
+    from kxl.config_check import merge_configs
+
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+    assert merge_configs(base, {"a": {"y": [3]}}) == {"a": {"x": 1, "y": [3]}, "b": 1}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 1}  # the inputs are not changed
