@@ -273,3 +273,27 @@ def test_progress_lines_are_rate_limited_and_end_with_the_last_step() -> None:
     assert [m.split(":")[0] for m in chatty] == ["step 1/3", "step 2/3", "step 3/3"]
     assert all(m.endswith(" h") and "eta" in m for m in chatty)
     Progress(0, 3, None, every_s=0).update(3, row)  # other ranks: no log at all
+
+
+@pytest.mark.parametrize(("value", "precision", "message"), [
+    (1e5, "fp16", "reaches 1e\\+05, past fp16's 65504"),
+    (float("nan"), "bf16", "holds NaN or inf"),
+])
+def test_a_final_file_the_precision_cannot_hold_is_refused(tiny_inputs, tmp_path, value,
+                                                           precision, message) -> None:
+    """fp16's largest finite value is 65504 (IEEE 754 binary16): 1e5 would be written as inf."""
+    from kxl.errors import KxlError
+    from kxl.train.trainer import write_lokr
+
+    trainer = _trainer(tiny_inputs, tmp_path / "a", save_precision=precision)
+    first = trainer.params[0]
+    with torch.no_grad():
+        first.view(-1)[0] = value
+    out = tmp_path / "lokr.safetensors"
+    with pytest.raises(KxlError, match=message) as err:
+        write_lokr(trainer, out)
+    assert "\n" not in str(err.value) and not out.exists()
+    with torch.no_grad():
+        first.view(-1)[0] = 60000.0  # representable in fp16: written
+    write_lokr(trainer, out)
+    assert out.is_file()

@@ -105,6 +105,17 @@ def verify_loaded(components: SDXLComponents, path: str | os.PathLike[str]) -> N
                                    "(model weights differ from the file)")
 
 
+def load_dtype(path: str | os.PathLike[str], frozen: torch.dtype) -> torch.dtype:
+    """The dtype to load a base in for training with frozen weights in `frozen`: the file's own
+    16-bit dtype when `frozen` is 16-bit (half of fp32's memory: full SDXL loads in ~7 GB, and
+    the fp32 VAE is then an exact upcast), fp32 otherwise."""
+    if frozen == torch.float32:
+        return torch.float32
+    header, _ = read_header(path)
+    stored = {_ST_DTYPES.get(e["dtype"]) for e in header.values()} - {None}
+    return stored.pop() if len(stored) == 1 and stored != {torch.float32} else torch.float32
+
+
 def load_sdxl(
     single_file: str | os.PathLike[str],
     config_dir: str | os.PathLike[str],

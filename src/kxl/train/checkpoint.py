@@ -221,7 +221,26 @@ def export_step_lokr(root: Path, step: int, out: Path, precision: str) -> Path:
     meta = ckpt.meta(path)  # verifies every file against manifest.json
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     sd = {k: v + 0.0 if v.is_floating_point() else v for k, v in load_file(path / FILES[0]).items()}
+    check_representable(sd, precision, out)
     save_streaming(sd, out, {"ss_network_module": "lycoris.kohya", "kxl_steps": str(step),
                              "kxl_save_precision": precision,
                              "kxl_seed": str(meta.get("seed"))}, dtype)
     return path
+
+
+def check_representable(sd: dict[str, Any], save_precision: str, path: Path) -> None:
+    """One line naming the first tensor that the final file cannot hold: a NaN/inf value (a
+    diverged run), or under fp16 a value past fp16's largest (65504), which the cast would turn
+    into inf. Nothing is written then; the checkpoints keep the fp32 values."""
+    import torch
+
+    for key, v in sorted(sd.items()):
+        if not v.is_floating_point():
+            continue
+        if not bool(torch.isfinite(v).all()):
+            raise KxlError(f"{path}: not written: LoKr tensor {key!r} holds NaN or inf "
+                           "(the run diverged; see metrics.csv)")
+        top = float(v.abs().max()) if v.numel() else 0.0
+        if save_precision == "fp16" and top > float(torch.finfo(torch.float16).max):
+            raise KxlError(f"{path}: not written: LoKr tensor {key!r} reaches {top:.4g}, past "
+                           "fp16's 65504 (train.save_precision fp16); use bf16 or fp32")

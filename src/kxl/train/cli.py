@@ -93,18 +93,16 @@ def run_inputs(
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from kxl.captions.augment import augment
     from kxl.config import from_dict, section_from_json, to_dict
     from kxl.errors import KxlError
     from kxl.hashing import sha256_file
-    from kxl.model.load import load_sdxl
+    from kxl.model.load import load_dtype, load_sdxl
     from kxl.provenance import record
     from kxl.train.config import TrainConfig
     from kxl.train.data import load_plan_data, open_pixel_source
     from kxl.train.dist import init_world, shutdown
-    from kxl.train.trainer import CaptionAug, Trainer, run
+    from kxl.train.trainer import CaptionAug, Trainer, precision, run
 
     cfg = section_from_json(TrainConfig, args.config_json, "train")
     plan_cfg = json.loads(args.plan_config_json)
@@ -129,7 +127,9 @@ def _run(args: argparse.Namespace) -> int:
         data.rows["post_id"].to_numpy(), base_sha256=lambda: sha256(args.base),
     )
     inputs = run_inputs(args, cfg.lokr.preset, sha256, cfg.init_lokr)
-    models = load_sdxl(args.base, args.config_dir, device=str(world.device), dtype=torch.float32)
+    frozen = precision(cfg.mixed_precision, world.device.type).frozen
+    models = load_sdxl(args.base, args.config_dir, device=str(world.device),
+                       dtype=load_dtype(args.base, frozen))
     trainer = Trainer(
         models,
         data,

@@ -61,9 +61,13 @@ class TrainConfig:
     # uses when sampling. A set value must agree with it (SDXL: 0.13025, sd-scripts' constant).
     vae_scale: float | None = None
     max_token_length: int = 225
-    # fp16 autocast + GradScaler on CUDA, with the frozen UNet and text encoders in fp16 (the VAE
-    # stays fp32: SDXL's overflows in fp16, sd-scripts' --no_half_vae); CPU always runs fp32.
-    mixed_precision: Literal["fp16", "no"] = "fp16"
+    # sd-scripts --mixed_precision. fp16: autocast + GradScaler on CUDA, with the frozen UNet and
+    # text encoders in fp16; on a CPU it runs fp32 (CPU fp16 kernels are slow or missing). bf16:
+    # autocast with the frozen UNet and text encoders in bf16 on any device, no loss scaler
+    # (bf16 has fp32's range); it is how full-depth SDXL trains within a 24 GB CPU machine.
+    # Either way the VAE stays fp32 (SDXL's overflows in fp16, sd-scripts' --no_half_vae) and the
+    # LoKr's own weights fp32 (unless full_fp16).
+    mixed_precision: Literal["fp16", "bf16", "no"] = "fp16"
     # sd-scripts --full_fp16: the trainable LoKr weights and their gradients in fp16 too, with
     # the loss scaler made to accept fp16 gradients (kxl.train.optim.FullFp16GradScaler). Needs
     # mixed_precision fp16; CUDA only, like mixed precision.

@@ -17,7 +17,7 @@ from typing import Any
 
 from kxl.config import to_dict
 from kxl.train import fingerprint
-from kxl.train.checkpoint import CheckpointManager
+from kxl.train.checkpoint import CheckpointManager, check_representable
 from kxl.train.components import Adapter, DataPosition, RngState
 from kxl.train.config import TrainConfig
 from kxl.train.data import MicroBatch, PixelSource, PlanData
@@ -56,6 +56,28 @@ class TrainResult:
     steps_run: int
     last_step: int
     last_loss: float | None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What train.mixed_precision means on a device: the autocast dtype (None: fp32), the dtype
+    of the frozen UNet and text encoders, and whether a loss scaler runs (fp16 only)."""
+
+    autocast: Any
+    frozen: Any
+    scaled: bool
+
+
+def precision(mixed_precision: str, device_type: str) -> Precision:
+    """sd-scripts' weight_dtype under --mixed_precision: fp16 on CUDA (CPUs run fp32: their fp16
+    kernels are slow or missing), bf16 on any device, fp32 for `no`."""
+    import torch
+
+    if mixed_precision == "bf16":
+        return Precision(torch.bfloat16, torch.bfloat16, False)
+    if mixed_precision == "fp16" and device_type == "cuda":
+        return Precision(torch.float16, torch.float16, True)
+    return Precision(None, torch.float32, False)
 
 
 def enable_gradient_checkpointing(models: Any) -> None:
@@ -102,13 +124,14 @@ class Trainer:
         # checkpoint continues only the run whose inputs hash the same
         self.inputs = dict(inputs or {})
         set_deterministic(seed)
-        self.fp16 = cfg.mixed_precision == "fp16" and world.device.type == "cuda"
-        # sd-scripts' weight_dtype: the frozen UNet and text encoders in fp16 under fp16 mixed
-        # precision; the VAE in fp32 (SDXL's VAE overflows in fp16: --no_half_vae)
-        frozen = torch.float16 if self.fp16 else torch.float32
+        self.precision = precision(cfg.mixed_precision, world.device.type)
+        self.fp16 = self.precision.scaled
+        # sd-scripts' weight_dtype: the frozen UNet and text encoders in the 16-bit dtype under
+        # mixed precision; the VAE in fp32 (SDXL's VAE overflows in fp16: --no_half_vae)
         for mod in (models.unet, models.text_encoder, models.text_encoder_2, models.vae):
             mod.requires_grad_(False)
-            mod.to(world.device, frozen if mod is not models.vae else torch.float32)
+            mod.to(world.device,
+                   self.precision.frozen if mod is not models.vae else torch.float32)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "lokr-init"))
             net = build_network(cfg.lokr, [models.text_encoder, models.text_encoder_2], models.unet)
@@ -317,7 +340,8 @@ class Trainer:
         ids1 = tokenize(caps, self.m.tokenizer, cfg.max_token_length).to(dev)
         ids2 = tokenize(caps, self.m.tokenizer_2, cfg.max_token_length).to(dev)
         time_ids = torch.from_numpy(mb.time_ids).to(dev)
-        amp = torch.autocast("cuda", torch.float16) if self.fp16 else contextlib.nullcontext()
+        amp = (torch.autocast(dev.type, self.precision.autocast) if self.precision.autocast
+               else contextlib.nullcontext())
         with amp:
             ctx, pooled = encode(ids1, ids2, self.m.text_encoder, self.m.text_encoder_2)
             pred = self.m.unet(
@@ -483,4 +507,6 @@ def write_lokr(trainer: Trainer, path: Path) -> None:
     sd = {k: (v + 0.0 if v.is_floating_point() else v).contiguous()
           for k, v in trainer.adapter.state_dict().items()}
     dtype = SAVE_DTYPES[cfg.save_precision]
+    check_representable(sd, cfg.save_precision, path)
     save_streaming(sd, path, meta, getattr(torch, dtype) if dtype else None)
+
