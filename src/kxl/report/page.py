@@ -17,7 +17,7 @@ from kxl.report.buckets import Buckets
 from kxl.report.funnel import Funnel
 from kxl.report.inputs import Missing
 from kxl.report.provenance import Provenance, package_table
-from kxl.report.training import Training, smoothed, thin
+from kxl.report.training import Resume, Training, smoothed, thin
 from kxl.svg import DRAWN_SCRIPT, PALETTE, Mark, Series, bar_chart, fmt, line_chart, stacked_bars
 
 CSS = """
@@ -181,9 +181,22 @@ def training_marks(t: Training) -> list[Mark]:
                   f"checkpoint step {c.step}{' (superseded)' if c.superseded else ''}: "
                   f"lokr sha256 {c.lokr_sha256} ({c.folder})", c.superseded)
              for c in t.checkpoints]
-    marks += [Mark(r.step, f"resume @{r.step}", "#c0392b", f"{r.detail} [{r.source}]", True)
-              for r in t.resumes]
+    marks += [Mark(r.step, f"resume @{r.step}" + (f" ({clock(r.down_s)} down)"
+                                                   if r.down_s is not None else ""),
+                   "#c0392b", f"{r.detail} [{r.source}]", True) for r in t.resumes]
     return marks
+
+
+def clock(seconds: float) -> str:
+    """H:MM:SS (hours past 24 kept: 27:03:04); a negative gap (another host's clock) signed."""
+    s = round(abs(seconds))
+    return f"{'-' if seconds < 0 else ''}{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def downtime_text(r: Resume) -> str | None:
+    if r.down_s is None:
+        return None
+    return f"resumed at step {r.step} after {clock(r.down_s)} down"
 
 
 def training_plots(t: Training) -> str:
@@ -266,7 +279,8 @@ def training_section(t: Training | Missing) -> str:
           "superseded" if c.superseded else "kept") for c in t.checkpoints], "checkpoints")
         if t.checkpoints else "<p>No checkpoints found.</p>"))
     out.append("<h3>Resumes</h3>" + (table(
-        ["at step", "source", "what"], [(r.step, r.source, r.detail) for r in t.resumes],
+        ["at step", "source", "what", "wall-clock downtime (rows step-1 to step)"],
+        [(r.step, r.source, r.detail, downtime_text(r)) for r in t.resumes],
         "resumes") if t.resumes else "<p>None: one uninterrupted session (TensorBoard event "
         "files and the train log).</p>"))
     return "".join(out)
