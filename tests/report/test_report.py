@@ -271,6 +271,21 @@ def test_renders_in_headless_chromium(run: Path, dump_dom) -> None:
     assert not console, console
 
 
+def test_plots_follow_the_page_width_in_headless_chromium(run: Path, dump_dom) -> None:
+    """The page is at most 1100 px wide plus 16 px padding each side; plots fill it, down to
+    0.8 x 760 = 608 px (text no smaller than 11 px x 0.8), then the figure scrolls."""
+    assert kxl(run.parent, "report").returncode == 0
+    widths = {}
+    for viewport in (400, 700, 1300):
+        res = dump_dom(run / "report/run.html", width=viewport)
+        assert res.returncode == 0, res.stderr[-2000:]
+        widths[viewport] = {int(w) for w in re.findall(r'data-width="(\d+)"', res.stdout)}
+    # one width per page: every plot (line, bar and stacked bars) follows the page alike
+    assert widths[1300] == {1100}  # the page's max-width
+    assert widths[700] == {700 - 2 * 16}
+    assert widths[400] == {608}  # the minimum: narrower would shrink the text below legibility
+
+
 def test_a_section_that_fails_to_draw_costs_only_that_section(
         run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from kxl.report import build, page

@@ -18,7 +18,17 @@ from kxl.report.funnel import Funnel
 from kxl.report.inputs import Missing
 from kxl.report.provenance import Provenance, package_table
 from kxl.report.training import Resume, Training, smoothed, thin
-from kxl.svg import DRAWN_SCRIPT, PALETTE, Mark, Series, bar_chart, fmt, line_chart, stacked_bars
+from kxl.svg import (
+    DRAWN_SCRIPT,
+    PALETTE,
+    PLOT_CSS,
+    Mark,
+    Series,
+    bar_chart,
+    fmt,
+    line_chart,
+    stacked_bars,
+)
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;
@@ -31,14 +41,11 @@ th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
 .notice{background:#fff4e0;border:1px solid #f0b040;padding:6px 10px;margin:8px 0}
 .problem{background:#fde8e8;border:1px solid #d04040;padding:6px 10px;margin:8px 0}
 .ok{color:#1a7f37}.bad{color:#c0392b}.mono{font-family:ui-monospace,monospace;font-size:12px}
-figure.plot{margin:6px 0}figure.plot svg{max-width:100%;height:auto}
-figcaption{font-size:12px;color:#555}
-text.title{font-weight:600;font-size:13px}text.tick{font-size:11px;fill:#555}
-text.mark-label{font-size:10px}text.inbar{font-size:11px;fill:#fff}
+figcaption{font-size:12px;color:#555}text.inbar{font-size:11px;fill:#fff}
 nav a{margin-right:12px}details{margin:6px 0}
 .legend{font-size:12px;display:flex;flex-wrap:wrap;gap:4px 14px;max-width:760px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
-"""
+""" + PLOT_CSS
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], table_id: str = "") -> str:
