@@ -36,13 +36,16 @@ def chromium() -> Path:
 @pytest.fixture()
 def dump_dom(chromium: Path, tmp_path: Path):
     """page -> headless Chromium's run of it (its DOM after scripts in stdout; logs in stderr),
-    with a throwaway profile and 3 s of virtual time for the page's scripts."""
+    with a throwaway profile and 3 s of virtual time for the page's scripts; `width`: the
+    viewport's width in CSS px, scrollbars hidden so that all of it is the page's (Chromium's
+    default window otherwise)."""
 
-    def run(page: Path) -> subprocess.CompletedProcess[str]:
+    def run(page: Path, width: int | None = None) -> subprocess.CompletedProcess[str]:
+        window = [f"--window-size={width},900", "--hide-scrollbars"] if width else []
         return subprocess.run(
             [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr",
-             "--v=0", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+             "--v=0", "--virtual-time-budget=3000", *window, "--dump-dom", page.as_uri()],
             capture_output=True, text=True, timeout=120)
 
     return run

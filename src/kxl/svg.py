@@ -6,6 +6,10 @@ Every plot is a `<figure class="plot" data-plot=ID data-points=N>` whose drawn d
 `class="data"`, so a browser test can check that each plot has data and that it rendered.
 Callers thin long series first (the run report: `kxl.report.training.thin`): at most a few
 thousand points each.
+
+Plots are drawn in a W-wide viewBox and scale to the page's width (PLOT_CSS, which pages using
+them include): text scales with them, so they stop shrinking at 0.8 W (ticks stay >= 8.8 px;
+narrower, the figure scrolls sideways) and growing at 1.5 W.
 """
 
 from __future__ import annotations
@@ -18,16 +22,25 @@ from html import escape
 import numpy as np
 
 W, H = 760, 230
+PLOT_CSS = (
+    "figure.plot{margin:6px 0;overflow-x:auto}"
+    f"figure.plot svg{{display:block;width:100%;height:auto;min-width:{W * 4 // 5}px;"
+    f"max-width:{W * 3 // 2}px}}"
+    "text.title{font-weight:600;font-size:13px}text.tick{font-size:11px;fill:#555}"
+    "text.mark-label{font-size:10px}"
+)
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 26, 34
 PALETTE = ("#3366cc", "#dc6b2f", "#2a9d5c", "#9b59b6", "#c0392b", "#7f8c8d", "#d4a017",
            "#16a0a0", "#8e5a2b", "#e377c2", "#1f3d7a", "#9acd32", "#6b4c9a", "#ff9f80")
 
 
 # A page's only script: counts each figure.plot's drawn data (non-empty bounding box) into
-# data-drawn, and the page's plots into body data-plots / data-plots-drawn, for the browser test.
+# data-drawn and its rendered width (CSS px) into data-width, and the page's plots into body
+# data-plots / data-plots-drawn, for the browser test.
 DRAWN_SCRIPT = """(function(){var f=document.querySelectorAll('figure.plot'),ok=0;
 f.forEach(function(p){var n=0;p.querySelectorAll('.data').forEach(function(e){
-var b=e.getBBox();if(b.width>0||b.height>0)n++;});p.dataset.drawn=n;if(n>0)ok++;});
+var b=e.getBBox();if(b.width>0||b.height>0)n++;});p.dataset.drawn=n;if(n>0)ok++;
+var s=p.querySelector('svg');if(s)p.dataset.width=Math.round(s.getBoundingClientRect().width);});
 document.body.dataset.plots=f.length;document.body.dataset.plotsDrawn=ok;})();"""
 
 
@@ -101,8 +114,9 @@ def _frame(plot_id: str, title: str, n: int, body: str, note: str = "", height: 
            legend: str = "") -> str:
     extra = legend + (f"<figcaption>{escape(note)}</figcaption>" if note else "")
     return (f'<figure class="plot" id="plot-{plot_id}" data-plot="{plot_id}" '
-            f'data-points="{n}"><svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" '
-            f'role="img" aria-label="{escape(title)}"><text class="title" x="{LEFT}" y="16">'
+            f'data-points="{n}"><svg viewBox="0 0 {W} {height}" width="100%" '
+            f'preserveAspectRatio="xMinYMin meet" role="img" aria-label="{escape(title)}">'
+            f'<text class="title" x="{LEFT}" y="16">'
             f"{escape(title)}</text>{body}</svg>{extra}</figure>")
 
 

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.cluster
 # least the training target"); KXL_CLUSTER_TARGET picks another (e.g. results/plan/plan.parquet
 # for a quicker check).
 PIPELINE_TARGET = os.environ.get("KXL_CLUSTER_TARGET", "results/epsilon-lokr.safetensors")
-# Training metrics carry wall-clock throughput (images_per_s) and TensorBoard event files carry
-# timestamps: compared without those, everything else must be byte-identical.
+# Training metrics carry wall-clock throughput (images_per_s) and row times (wall_time), and
+# TensorBoard event files carry timestamps: compared without those, everything else must be
+# byte-identical.
 TIMED = "results/train/tensorboard/"
 METRICS = ("results/train/metrics.csv", "results/train/metrics.running.csv")
 LOCK = "results/train/train.lock"  # the last trainer's pid and host: bookkeeping, no artifact
@@ -137,14 +138,14 @@ def explain(a: Path, b: Path, rel: str) -> str:
 
 def _untimed_metrics(data: bytes) -> bytes:
     lines = data.decode().splitlines()
-    col = lines[0].split(",").index("images_per_s")
-    return "\n".join(",".join(v for i, v in enumerate(ln.split(",")) if i != col)
+    timed = {i for i, c in enumerate(lines[0].split(",")) if c in ("images_per_s", "wall_time")}
+    return "\n".join(",".join(v for i, v in enumerate(ln.split(",")) if i not in timed)
                      for ln in lines).encode()
 
 
 def result_digests(workdir: Path) -> dict[str, str]:
     """sha256 of every file under results/; provenance records without their file mtime;
-    training metrics without their wall-clock column; TensorBoard events and the training
+    training metrics without their wall-clock columns; TensorBoard events and the training
     lock left out."""
     out: dict[str, str] = {}
     for path in sorted((workdir / "results").rglob("*")):

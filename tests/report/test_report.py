@@ -92,7 +92,34 @@ def test_metrics_of_this_run_match_the_plan(run: Path) -> None:
     assert not t.problems and not t.missing
     assert t.plan_steps == STEPS and t.samples_per_step == 14 / 8
     assert [(c.step, c.lokr_sha256) for c in t.checkpoints] == sorted(CKPT_SHA.items())
-    assert [(r.step, r.source) for r in t.resumes] == [(4, "train log")]
+    assert [(r.step, r.source, r.down_s) for r in t.resumes] == [(4, "train log", None)]
+
+
+def test_a_resume_shows_its_wall_clock_downtime(run: Path) -> None:
+    # steps 0-3 ten seconds apart, then the crash: step 4's row comes 2 h 5 min 7 s (7507 s)
+    # after step 3's, then ten seconds apart again; the train log has the resume at step 4
+    t0 = 1_765_000_000.0
+    times = [t0 + 10 * s for s in range(4)] + [t0 + 30 + 7507 + 10 * (s - 4) for s in range(4, 8)]
+    (metrics_frame(plan_rows()).with_columns(pl.Series("wall_time", times))
+     .write_csv(run / "train/metrics.csv"))
+    t = read_training(paths(run), run / "train/metrics.csv")
+    assert [(r.step, r.down_s) for r in t.resumes] == [(4, pytest.approx(7507.0))]
+    assert kxl(run.parent, "report").returncode == 0
+    page = (run / "report/run.html").read_text()
+    assert "<td>resumed at step 4 after 2:05:07 down</td>" in page  # the resumes table
+    assert ">resume @4 (2:05:07 down)</text>" in page  # the plots' mark
+
+
+def test_downtime_needs_wall_times_on_both_sides() -> None:
+    from kxl.report.page import clock
+    from kxl.report.training import Resume, with_downtime
+
+    m = pl.DataFrame({"step": [0, 1, 2, 3], "wall_time": [None, 5.0, 65.0, 70.5]})
+    got = with_downtime(m, [Resume(0, "tensorboard", ""), Resume(1, "train log", ""),
+                            Resume(3, "train log", "")])
+    assert [r.down_s for r in got] == [None, None, 5.5]  # no step -1; step 0 has no time
+    assert [clock(v) for v in (5.5, 7507, 97384, -5)] == ["0:00:06", "2:05:07", "27:03:04",
+                                                          "-0:00:05"]
 
 
 def test_metrics_from_another_run_are_named(run: Path) -> None:
@@ -242,6 +269,21 @@ def test_renders_in_headless_chromium(run: Path, dump_dom) -> None:
     assert 'data-drawn="0"' not in dom
     console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
+
+
+def test_plots_follow_the_page_width_in_headless_chromium(run: Path, dump_dom) -> None:
+    """The page is at most 1100 px wide plus 16 px padding each side; plots fill it, down to
+    0.8 x 760 = 608 px (text no smaller than 11 px x 0.8), then the figure scrolls."""
+    assert kxl(run.parent, "report").returncode == 0
+    widths = {}
+    for viewport in (400, 700, 1300):
+        res = dump_dom(run / "report/run.html", width=viewport)
+        assert res.returncode == 0, res.stderr[-2000:]
+        widths[viewport] = {int(w) for w in re.findall(r'data-width="(\d+)"', res.stdout)}
+    # one width per page: every plot (line, bar and stacked bars) follows the page alike
+    assert widths[1300] == {1100}  # the page's max-width
+    assert widths[700] == {700 - 2 * 16}
+    assert widths[400] == {608}  # the minimum: narrower would shrink the text below legibility
 
 
 def test_a_section_that_fails_to_draw_costs_only_that_section(

@@ -9,14 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from kxl.svg import DRAWN_SCRIPT, PALETTE, Mark, Series, fmt, line_chart
+from kxl.svg import DRAWN_SCRIPT, PALETTE, PLOT_CSS, Mark, Series, fmt, line_chart
 
 CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;"
        "padding:0 16px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}"
        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;"
-       "padding:2px 8px;text-align:left}.flag{color:#c0392b}figure.plot{margin:6px 0}"
-       "figure.plot svg{max-width:100%;height:auto}text.title{font-weight:600;font-size:13px}"
-       "text.tick{font-size:11px;fill:#555}text.mark-label{font-size:10px}")
+       "padding:2px 8px;text-align:left}.flag{color:#c0392b}" + PLOT_CSS)
 FLAG_COLOR = "#c0392b"
 
 

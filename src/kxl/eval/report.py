@@ -70,8 +70,11 @@ def histogram_svg(inp: ReportInputs, names: list[str], bins: int = 10) -> str:
     """Grouped bars: share of characters per score bin, one colour per model."""
     w, h, pad = 520, 220, 34
     bw = (w - 2 * pad) / bins
-    parts = [f'<svg role="img" width="{w}" height="{h}" '
-             f'viewBox="0 0 {w} {h}" aria-label="score distribution per model">']
+    # scales to the page as kxl.svg's plots do (kxl.svg.PLOT_CSS), within 0.8-1.5 x its width
+    parts = [f'<svg role="img" width="100%" viewBox="0 0 {w} {h}" '
+             'preserveAspectRatio="xMinYMin meet" style="display:block;height:auto;'
+             f'min-width:{w * 4 // 5}px;max-width:{w * 3 // 2}px" '
+             'aria-label="score distribution per model">']
     parts.append(f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#333"/>')
     for k, name in enumerate(names):
         s = inp.scores.filter(pl.col("model") == name)["score"].to_numpy()

@@ -76,11 +76,15 @@ def build_report(paths: RunPaths, out: Path, counts: CountsConfig | None) -> Rep
     return Report(html, problems)
 
 
+NO_METRICS_YET = "does not exist yet (training has not started or not finished its first step)"
+
+
 def build_live(paths: RunPaths, refresh_s: int, now: str) -> tuple[Report, Training | Missing]:
     """The training section alone, from metrics.running.csv (what a running trainer appends),
     reloading itself every `refresh_s` seconds."""
-    training = guarded(paths.metrics_running,
-                       lambda: read_training(paths, paths.metrics_running))
+    running = paths.metrics_running
+    training = (guarded(running, lambda: read_training(paths, running)) if running.is_file()
+                else Missing(str(running), NO_METRICS_YET))
     problems = _lines(training)
     section = drawn("Training", "training", page.training_section, training, problems)
     html = page.page("kxl training (live)", f"updated {now}; reloads every {refresh_s} s; "

@@ -70,9 +70,12 @@ def _watch(paths: RunPaths, out: Path, every: int, once: bool) -> int:
         while True:
             rep, training = build_live(paths, every, time.strftime("%Y-%m-%d %H:%M:%S"))
             write_text(out, rep.html)
-            for line in rep.problems:
-                print(f"kxl report: {line}", file=sys.stderr)
-            state = str(training) if isinstance(training, Missing) else summary_text(training)
+            if isinstance(training, Missing):  # the one line below says it; the page too
+                state = f"no training metrics: {training}"
+            else:
+                for line in rep.problems:
+                    print(f"kxl report: {line}", file=sys.stderr)
+                state = summary_text(training)
             print(f"{time.strftime('%H:%M:%S')} {state} -> {out}", flush=True)
             if once:
                 return 0

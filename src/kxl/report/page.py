@@ -17,8 +17,18 @@ from kxl.report.buckets import Buckets
 from kxl.report.funnel import Funnel
 from kxl.report.inputs import Missing
 from kxl.report.provenance import Provenance, package_table
-from kxl.report.training import Training, smoothed, thin
-from kxl.svg import DRAWN_SCRIPT, PALETTE, Mark, Series, bar_chart, fmt, line_chart, stacked_bars
+from kxl.report.training import Resume, Training, smoothed, thin
+from kxl.svg import (
+    DRAWN_SCRIPT,
+    PALETTE,
+    PLOT_CSS,
+    Mark,
+    Series,
+    bar_chart,
+    fmt,
+    line_chart,
+    stacked_bars,
+)
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;
@@ -31,14 +41,11 @@ th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
 .notice{background:#fff4e0;border:1px solid #f0b040;padding:6px 10px;margin:8px 0}
 .problem{background:#fde8e8;border:1px solid #d04040;padding:6px 10px;margin:8px 0}
 .ok{color:#1a7f37}.bad{color:#c0392b}.mono{font-family:ui-monospace,monospace;font-size:12px}
-figure.plot{margin:6px 0}figure.plot svg{max-width:100%;height:auto}
-figcaption{font-size:12px;color:#555}
-text.title{font-weight:600;font-size:13px}text.tick{font-size:11px;fill:#555}
-text.mark-label{font-size:10px}text.inbar{font-size:11px;fill:#fff}
+figcaption{font-size:12px;color:#555}text.inbar{font-size:11px;fill:#fff}
 nav a{margin-right:12px}details{margin:6px 0}
 .legend{font-size:12px;display:flex;flex-wrap:wrap;gap:4px 14px;max-width:760px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
-"""
+""" + PLOT_CSS
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], table_id: str = "") -> str:
@@ -181,9 +188,22 @@ def training_marks(t: Training) -> list[Mark]:
                   f"checkpoint step {c.step}{' (superseded)' if c.superseded else ''}: "
                   f"lokr sha256 {c.lokr_sha256} ({c.folder})", c.superseded)
              for c in t.checkpoints]
-    marks += [Mark(r.step, f"resume @{r.step}", "#c0392b", f"{r.detail} [{r.source}]", True)
-              for r in t.resumes]
+    marks += [Mark(r.step, f"resume @{r.step}" + (f" ({clock(r.down_s)} down)"
+                                                   if r.down_s is not None else ""),
+                   "#c0392b", f"{r.detail} [{r.source}]", True) for r in t.resumes]
     return marks
+
+
+def clock(seconds: float) -> str:
+    """H:MM:SS (hours past 24 kept: 27:03:04); a negative gap (another host's clock) signed."""
+    s = round(abs(seconds))
+    return f"{'-' if seconds < 0 else ''}{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def downtime_text(r: Resume) -> str | None:
+    if r.down_s is None:
+        return None
+    return f"resumed at step {r.step} after {clock(r.down_s)} down"
 
 
 def training_plots(t: Training) -> str:
@@ -266,7 +286,8 @@ def training_section(t: Training | Missing) -> str:
           "superseded" if c.superseded else "kept") for c in t.checkpoints], "checkpoints")
         if t.checkpoints else "<p>No checkpoints found.</p>"))
     out.append("<h3>Resumes</h3>" + (table(
-        ["at step", "source", "what"], [(r.step, r.source, r.detail) for r in t.resumes],
+        ["at step", "source", "what", "wall-clock downtime (rows step-1 to step)"],
+        [(r.step, r.source, r.detail, downtime_text(r)) for r in t.resumes],
         "resumes") if t.resumes else "<p>None: one uninterrupted session (TensorBoard event "
         "files and the train log).</p>"))
     return "".join(out)

@@ -5,6 +5,11 @@ metrics.csv (or metrics.running.csv while training runs) has one row per optimiz
 steps spread over the run are re-hashed from plan.parquet (a filtered scan, a few thousand
 rows): a mismatch means the metrics come from another run (another plan, data or seed), and
 the page says so above the plots instead of presenting them as this run's.
+
+Rows also carry `wall_time` (unix seconds when written; files from before the column lack it):
+a resume at step N is shown with the wall-clock gap between rows N-1 and N, the downtime
+between the crash and the resumed run's first step (with the restart and the steps redone since
+the checkpoint, whose rows the resumed run wrote again).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,7 @@ METRICS_SCHEMA = {
     "grad_norm": pl.Float64, "scaler_scale": pl.Float64, "images_per_s": pl.Float64,
     "rows_hash": pl.String,
 }
+WALL_TIME = "wall_time"  # optional: metrics written before the column have none
 CHECKED_STEPS = 9  # steps re-hashed from the plan, spread evenly from the first to the last
 MAX_POINTS = 1500  # per plotted series: 20,354 steps become bins of 14 (min, mean, max kept)
 
@@ -44,6 +50,7 @@ class Resume:
     step: int
     source: str  # "tensorboard" | "train log"
     detail: str
+    down_s: float | None = None  # wall time between rows step-1 and step, where both have it
 
 
 @dataclass(frozen=True)
@@ -64,16 +71,18 @@ def read_metrics(path: Path) -> pl.DataFrame | Missing:
     if not path.is_file():
         return Missing(str(path), "missing")
     try:
-        df = pl.read_csv(path, schema_overrides=METRICS_SCHEMA, ignore_errors=True,
-                         truncate_ragged_lines=True)
+        df = pl.read_csv(path, schema_overrides={**METRICS_SCHEMA, WALL_TIME: pl.Float64},
+                         ignore_errors=True, truncate_ragged_lines=True)
     except Exception as exc:  # polars raises several types for a malformed CSV
         return Missing(str(path), f"not a readable metrics CSV ({exc.__class__.__name__})")
     absent = [c for c in METRICS_SCHEMA if c not in df.columns]
     if absent:
         return Missing(str(path), f"has no column(s) {absent}; not a kxl metrics file")
+    if WALL_TIME not in df.columns:
+        df = df.with_columns(pl.lit(None, pl.Float64).alias(WALL_TIME))
     complete = pl.all_horizontal(pl.col(c).is_not_null() for c in METRICS_SCHEMA)
-    return (df.select(list(METRICS_SCHEMA)).filter(complete & (pl.col("rows_hash").str.len_chars()
-                                                                == 16))
+    return (df.select(*METRICS_SCHEMA, WALL_TIME)
+            .filter(complete & (pl.col("rows_hash").str.len_chars() == 16))
             .unique("step", keep="last").sort("step"))
 
 
@@ -124,6 +133,18 @@ def run_problems(metrics: pl.DataFrame, source: str, plan_steps: int | None,
     if metrics.height and (gaps := int(metrics["step"].max()) + 1 - metrics.height):
         out.append(f"{source}: {gaps} step(s) between 0 and {int(metrics['step'].max())} have "
                    "no row")
+    return out
+
+
+def with_downtime(metrics: pl.DataFrame, resumes: list[Resume]) -> list[Resume]:
+    """Each resume with the wall-clock seconds from row step-1 to row step, where both rows
+    carry a wall time (none for a restart at step 0, or rows from before the column)."""
+    at = dict(zip(metrics["step"].to_list(), metrics[WALL_TIME].to_list(), strict=True))
+    out = []
+    for r in resumes:
+        before, after = at.get(r.step - 1), at.get(r.step)
+        down = after - before if before is not None and after is not None else None
+        out.append(replace(r, down_s=down))
     return out
 
 
@@ -205,6 +226,7 @@ def read_training(paths: RunPaths, metrics_path: Path,
                                "against the plan"))
     resumes, notes = resumes_and_notes(paths.tensorboard, paths.train_log)
     return Training(metrics, str(metrics_path), plan_steps, spp,
-                    list_checkpoints(paths.checkpoints, paths.superseded), resumes,
+                    list_checkpoints(paths.checkpoints, paths.superseded),
+                    with_downtime(metrics, resumes),
                     run_problems(metrics, str(metrics_path), plan_steps, expected), notes,
                     missing)

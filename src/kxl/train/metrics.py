@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,10 @@ COLUMNS = (
     "grad_norm",
     "scaler_scale",
     "images_per_s",
+    # unix seconds when the row was written: the run report's downtime between a crash and its
+    # resume. Timing, like images_per_s, so not compared between runs; before rows_hash, whose
+    # 16 characters tell a complete line from one cut short by a kill
+    "wall_time",
     "rows_hash",
 )
 
@@ -41,7 +46,7 @@ class MetricsLog:
 
     def log(self, row: dict[str, Any]) -> None:
         with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, COLUMNS).writerow(row)
+            csv.DictWriter(fh, COLUMNS).writerow({**row, "wall_time": f"{time.time():.3f}"})
             fh.flush()
         if self.tb is not None:
             for k, v in row.items():
