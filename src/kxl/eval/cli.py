@@ -183,6 +183,7 @@ def _score(args: argparse.Namespace) -> int:
     from kxl.eval.characters import CHARACTERS_SCHEMA, REFS_SCHEMA
     from kxl.eval.config import CcipConfig
     from kxl.eval.generate import read_generated
+    from kxl.eval.pairs import pair_table
     from kxl.eval.score import IMAGE_SCORES_SCHEMA, SCORES_SCHEMA, character_scores
     from kxl.provenance import record
     from kxl.tables import read_table, write_table
@@ -196,11 +197,13 @@ def _score(args: argparse.Namespace) -> int:
                                 [(m["name"], t, Path(d)) for d, (t, m) in
                                  zip(args.generated, generated, strict=True)], cfg, snapshot)
     scores = character_scores(images, chars)
+    summary["pairs"] = pair_table(scores, [m["name"] for _, m in generated])
     write_table(images, args.out_images, IMAGE_SCORES_SCHEMA)
     write_table(scores, args.out, SCORES_SCHEMA)
     write_text(args.csv, scores.write_csv(float_precision=6))
     write_json(args.summary, summary)
-    print(f"ccip-score: {summary['models']}")
+    print(f"ccip-score: {summary['models']}" + "".join(
+        f"; {r['b']} vs {r['a']}: {r['verdict']} (p {r['p_value']:.3g})" for r in summary["pairs"]))
     record("eval", [args.out_images, args.out, args.csv, args.summary],
            [args.characters, args.refs, args.hf_cache, *args.generated], to_dict(cfg))
     return 0
