@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from kxl.audit.config import all_pairs, series_inputs
+from kxl.hub import is_local
 from kxl.config_check import config_problem
 
 # kxl's check first: one short paragraph naming the files, the key path and what was expected
@@ -81,14 +82,14 @@ def train_nproc(wildcards, resources):
 
 # Stage audit: audit.diffs plus one released-step comparison per released file with a `step`.
 AUDIT_PAIRS = all_pairs(config["audit"])
+RELEASED = config["audit"].get("released") or {}
 
 
 def audit_diff_inputs(wildcards):
     """The local-file operands of one configured diff (released names are not files)."""
     pair = AUDIT_PAIRS[wildcards.name]
-    released = config["audit"].get("released", {})
     specs = [pair["a"], pair["b"], pair.get("base")]
-    return [s for s in specs if s and s not in released and not s.startswith("hf://")]
+    return [s for s in specs if s and is_local(s, RELEASED)]
 
 
 # Stage audit: one series report per audit.series entry.
@@ -99,3 +100,21 @@ CHECKPOINT_STEPS = ",".join(str(s) for s in config["train"]["checkpoint_steps"])
 def audit_series_inputs(wildcards):
     """The rebuilt run's step files (and listed local paths) that one series reads."""
     return series_inputs(config["audit"], config["train"]["checkpoint_steps"], wildcards.name)
+
+
+# Stage eval: a compared model is a local file (an input, built first), a released name or
+# hf://owner/repo/file@revision (fetched by the eval rules through the HF cache, not an input).
+EVAL_MODELS = {m["name"]: m for m in config["eval"]["generate"]["models"]}
+
+
+def eval_model_input(wildcards):
+    """The model's file when it is a local path; nothing for a released name or hf://."""
+    path = EVAL_MODELS[wildcards.model]["path"]
+    return [path] if is_local(path, RELEASED) else []
+
+
+def eval_model_released(wildcards):
+    """The model's audit.released entry as JSON (only its own: other pins rerun nothing)."""
+    path = EVAL_MODELS[wildcards.model]["path"]
+    entry = {path: RELEASED[path]} if path in RELEASED else {}
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"))

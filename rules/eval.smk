@@ -1,11 +1,12 @@
 # Rules of stage 'eval' (see src/kxl/eval): CCIP over the character set for every model in
-# eval.generate.models, and the report (docs/formats.md section 11).
+# eval.generate.models, and the report (docs/formats.md section 11). A model's path is a local
+# file (an input), a released name (audit.released) or hf://owner/repo/file@revision: those two
+# are fetched by the rule through the HF cache (HF_HUB_CACHE; offline with HF_HUB_OFFLINE=1).
 # imgutils 0.19 pins numpy<2 and the SLURM executor plugin needs numpy>=2.4.5, so these rules run
 # in their own env: .venv-eval (built by `make`), or envs/eval.yaml under --sdm conda.
 import os
 
 EVAL = config["eval"]
-EVAL_MODELS = {m["name"]: m for m in EVAL["generate"]["models"]}
 EVAL_KXL = ".venv-eval/bin/kxl" if os.path.exists(".venv-eval/bin/kxl") else "kxl"
 CCIP = "results/eval/ccip"
 # the generation settings without the model list: adding a model reruns nothing else
@@ -44,7 +45,7 @@ rule ccip_characters:
 rule ccip_generate:
     input:
         characters=f"{CCIP}/characters.parquet",
-        model=lambda w: EVAL_MODELS[w.model]["path"],
+        model=eval_model_input,
         config_dir=lambda w: EVAL_MODELS[w.model].get("config_dir", "results/base/config"),
     output:
         directory(f"{CCIP}/generated/{{model}}"),
@@ -54,6 +55,8 @@ rule ccip_generate:
         "logs/benchmarks/ccip_generate_{model}.tsv"
     params:
         kxl=EVAL_KXL,
+        model=lambda w: EVAL_MODELS[w.model]["path"],
+        released=eval_model_released,
         cfg=GEN_SETTINGS,
         seed=config["seed"],
     wildcard_constraints:
@@ -68,7 +71,8 @@ rule ccip_generate:
         "../envs/eval.yaml"
     shell:
         "{params.kxl} ccip-generate --characters {input.characters} --name {wildcards.model}"
-        " --model {input.model} --config-dir {input.config_dir} --config-json {params.cfg:q}"
+        " --model {params.model:q} --released-json {params.released:q}"
+        " --config-dir {input.config_dir} --config-json {params.cfg:q}"
         " --seed {params.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
 
 
@@ -77,7 +81,7 @@ rule ccip_conditioning:
         characters=f"{CCIP}/characters.parquet",
         refs=f"{CCIP}/refs.parquet",
         images="results/images/files",
-        model=lambda w: EVAL_MODELS[w.model]["path"],
+        model=eval_model_input,
         config_dir=lambda w: EVAL_MODELS[w.model].get("config_dir", "results/base/config"),
     output:
         f"{CCIP}/conditioning/{{model}}.json",
@@ -87,6 +91,8 @@ rule ccip_conditioning:
         "logs/benchmarks/ccip_conditioning_{model}.tsv"
     params:
         kxl=EVAL_KXL,
+        model=lambda w: EVAL_MODELS[w.model]["path"],
+        released=eval_model_released,
         gen=GEN_SETTINGS,
         cfg=json.dumps(EVAL.get("conditioning", {}), sort_keys=True, separators=(",", ":")),
         seed=config["seed"],
@@ -102,8 +108,9 @@ rule ccip_conditioning:
         "../envs/eval.yaml"
     shell:
         "{params.kxl} ccip-conditioning --characters {input.characters} --refs {input.refs}"
-        " --images-root results/images --name {wildcards.model} --model {input.model}"
-        " --config-dir {input.config_dir} --generate-json {params.gen:q}"
+        " --images-root results/images --name {wildcards.model} --model {params.model:q}"
+        " --released-json {params.released:q} --config-dir {input.config_dir}"
+        " --generate-json {params.gen:q}"
         " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
 

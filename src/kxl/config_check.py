@@ -38,9 +38,11 @@ def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | Non
 
 def cross_section_problem(config: dict[str, Any]) -> str | None:
     """What the schema cannot say: a released step the rebuilt run keeps no checkpoint at, a
-    diff named like a released-step comparison, a series with fewer than 2 steps."""
+    diff named like a released-step comparison, a series with fewer than 2 steps, an eval model
+    that is neither a file, a released name nor hf://."""
     from kxl.audit.config import AuditConfig, all_pairs, series_files
     from kxl.config import from_dict
+    from kxl.eval.config import check_model_paths
 
     audit = config.get("audit") or {}
     kept = set((config.get("train") or {}).get("checkpoint_steps") or [])
@@ -51,6 +53,8 @@ def cross_section_problem(config: dict[str, Any]) -> str | None:
                     f"{sorted(kept)} (the rebuilt run needs a checkpoint there to compare)")
     try:
         all_pairs(audit)
+        check_model_paths(((config.get("eval") or {}).get("generate") or {}).get("models") or [],
+                          audit.get("released") or {})
         cfg = from_dict(AuditConfig, audit, "audit")
         for name in sorted(cfg.series):
             series_files(name, cfg.series_config(name), cfg.released, sorted(kept))

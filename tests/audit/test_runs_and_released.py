@@ -4,11 +4,11 @@ local HF cache prepared here, and the configured pairs of the Snakemake targets.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hf_cache import hf_cache
 
 from kxl.cli import main
 
@@ -66,17 +66,6 @@ def test_identical_runs_pass(tmp_path: Path) -> None:
     assert run["first_diff"] is None and run["common"] == [2, 4] and run["steps_b"] == [2, 4, 6]
 
 
-def _hf_cache(cache: Path, repo: str, commit: str, files: dict[str, Path]) -> None:
-    """The HF hub cache layout: models--owner--name/{refs/main, snapshots/<commit>/<file>}."""
-    root = cache / f"models--{repo.replace('/', '--')}"
-    (root / "refs").mkdir(parents=True)
-    (root / "refs" / "main").write_text(commit)
-    for name, src in files.items():
-        dst = root / "snapshots" / commit / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-
-
 def test_released_names_and_pairs_from_a_local_hf_cache(tmp_path: Path, monkeypatch) -> None:
     from kxl.hashing import sha256_file
     from kxl.merge.merge import merge_files
@@ -87,8 +76,8 @@ def test_released_names_and_pairs_from_a_local_hf_cache(tmp_path: Path, monkeypa
     merge_files(base, lokr, merged, {})
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = "KBlueLeaf/Kohaku-XL-Epsilon"
-    _hf_cache(tmp_path / "hf", repo, commit, {"eps.safetensors": merged,
-                                              "eps-lokr.safetensors": lokr})
+    hf_cache(tmp_path / "hf", repo, commit, {"eps.safetensors": merged,
+                                             "eps-lokr.safetensors": lokr})
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = {

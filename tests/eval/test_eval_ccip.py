@@ -109,6 +109,14 @@ def test_standin_scores_the_right_character_higher(scored: dict[str, Path]) -> N
     right = scores.filter(pl.col("model") == "right")["score"].to_list()
     wrong = scores.filter(pl.col("model") == "wrong")["score"].to_list()
     assert min(right) > max(wrong)  # every character, not just on average
+    # the only pair: right (2nd) against wrong (1st) wins all 3 characters, yet 3 of 3 is
+    # p = 2 / 2^3 = 0.25 under the sign test: too few characters to call it
+    (pair,) = summary["pairs"]
+    assert {k: pair[k] for k in ("a", "b", "characters", "wins", "losses", "ties")} == {
+        "a": "wrong", "b": "right", "characters": 3, "wins": 3, "losses": 0, "ties": 0}
+    assert pair["p_value"] == pytest.approx(0.25) and pair["verdict"] == "indistinguishable"
+    assert pair["mean_score_gap"] == pytest.approx(
+        by["right"]["mean_image_score"] - by["wrong"]["mean_image_score"])
     assert (scored["root"] / "scores.csv").read_text().startswith("model,rank,tag_id,character")
 
 
@@ -150,6 +158,10 @@ def test_report_is_self_contained(scored: dict[str, Path]) -> None:
     assert "http://" not in page and "https://" not in page
     assert page.count("data:image/png;base64,") >= 2 * (N_REFS + 2 * N_GEN)
     assert "right</b> beats <b>wrong" in page
+    assert re.search(r'<table id=pairs>.*<tr class="indistinguishable"><td>right</td><td>wrong'
+                     r'</td><td class=num>3</td><td class=num>\+[01]\.\d{4}</td><td class=num>'
+                     r'-0\.\d{4}</td><td class=num>3</td><td class=num>0</td><td class=num>0'
+                     r'</td><td class=num>0\.25</td>', page)
     # the conditioning probe: right's errors (0.85 vs 1.0) -> +15.00%, wrong's none
     assert "Does the model know the characters?" in page
     assert re.search(r"<td>right</td><td class=num>\+15\.00%</td>", page)
@@ -166,7 +178,7 @@ def test_report_renders_in_headless_chromium(
     assert 'data-ready="1"' in dom  # the page's script ran to its end
     assert re.search(r'<table id="characters"[^>]*data-sorted="\d+:desc"', dom)
     assert dom.count("<tr>") >= 1 + len(NAMES)
-    assert '<table id="conditioning">' in dom
+    assert '<table id="conditioning">' in dom and '<table id="pairs">' in dom
     assert dom.count("<img") >= 2 * (N_REFS + 2 * N_GEN)
     console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console

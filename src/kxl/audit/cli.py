@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import os
+
+from kxl.hub import add_offline_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="JSON report to write")
     p.add_argument("--exit-zero", action="store_true", help="exit 0 even when they differ")
     p.set_defaults(func=_diff)
-    _offline(p)
+    add_offline_arg(p)
     s = sub.add_parser("series", help="per-block norms and changes of a LoKr over its "
                        "checkpoint steps (one series, or two side by side)")
     s.add_argument("--name", required=True, help="the series: config audit.series.<NAME>")
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train.checkpoint_steps, comma-separated (the `rebuilt` series' steps)")
     s.add_argument("--json", help="JSON report to write")
     s.add_argument("--report", help="self-contained HTML report to write")
-    _offline(s)
+    add_offline_arg(s)
     s.set_defaults(func=_series)
     c = sub.add_parser("emulate-resume", help="the plan of a run resumed as sd-scripts 0.8.7 "
                        "resumed (data order restarted), and what it did to the data")
@@ -45,12 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_emulate_resume)
 
 
-def _offline(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--offline", action="store_true",
-                   default=os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"),
-                   help="released files only from the HF cache (default: $HF_HUB_OFFLINE)")
-
-
 def _diff(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
@@ -60,9 +55,9 @@ def _diff(args: argparse.Namespace) -> int:
     from kxl.audit.diff import diff_files
     from kxl.audit.report import json_safe, render_html
     from kxl.audit.runs import diff_runs
-    from kxl.audit.sources import resolve
     from kxl.config import section_from_json
     from kxl.errors import KxlError
+    from kxl.hub import resolve
 
     cfg = section_from_json(AuditConfig, args.config_json, "audit")
     a, b, base = args.a, args.b, args.base
@@ -75,11 +70,11 @@ def _diff(args: argparse.Namespace) -> int:
         ("rtol", args.tolerance), ("atol", args.atol)) if v is not None})
     if args.ignore_dtype:
         tol = dataclasses.replace(tol, check_dtype=False)
-    pa, pb = resolve(a, cfg, args.offline), resolve(b, cfg, args.offline)
+    pa, pb = resolve(a, cfg.released, args.offline), resolve(b, cfg.released, args.offline)
     if pa.is_dir() and pb.is_dir():
         report = diff_runs(pa, pb, Path(args.plan) if args.plan else None, tol)
     else:
-        pbase = resolve(base, cfg, args.offline) if base else None
+        pbase = resolve(base, cfg.released, args.offline) if base else None
         report = diff_files(pa, pb, pbase, tol)
     if args.json:
         write_json(args.json, json_safe(report))
@@ -116,9 +111,9 @@ def _series(args: argparse.Namespace) -> int:
     from kxl.audit.report import json_safe
     from kxl.audit.series import series_report
     from kxl.audit.series_html import render_series_html
-    from kxl.audit.sources import resolve
     from kxl.config import section_from_json
     from kxl.errors import KxlError
+    from kxl.hub import resolve
 
     cfg = section_from_json(AuditConfig, args.config_json, "audit")
     try:
@@ -129,7 +124,7 @@ def _series(args: argparse.Namespace) -> int:
     files = series_files(args.name, series, cfg.released, steps)
     kinds = {k: v if isinstance(v, str) else "list" for k, v in
              (("a", series.a), ("b", series.b)) if k in files}
-    paths = {k: [str(resolve(f, cfg, args.offline)) for f in side.values()]
+    paths = {k: [str(resolve(f, cfg.released, args.offline)) for f in side.values()]
              for k, side in files.items()}
     report = series_report(args.name, kinds, files, paths, series.jump)
     if args.json:

@@ -7,20 +7,7 @@ from typing import Any, Literal
 
 from kxl.config import from_dict
 from kxl.errors import KxlError
-
-
-@dataclass(frozen=True)
-class Released:
-    """A released checkpoint on the HF hub, pinned by revision (and sha256 when known)."""
-
-    repo_id: str
-    filename: str
-    revision: str
-    sha256: str | None = None
-    # the training step of a released intermediate LoKr (e.g. lyco-step00013600): the rebuilt
-    # run keeps a checkpoint there (train.checkpoint_steps) and compares it (step_pairs)
-    step: int | None = None
-
+from kxl.hub import Released, is_local, release
 
 # The rebuilt run's LoKr at a checkpoint step (rule step_lokr exports it from the checkpoint).
 STEP_LOKR = "results/train/steps/step-{step:08d}.safetensors"
@@ -122,8 +109,7 @@ def series_inputs(audit: dict[str, Any], train_steps: list[int], name: str) -> l
     cfg = from_dict(AuditConfig, audit, "audit")
     released = cfg.released
     files = series_files(name, cfg.series_config(name), released, train_steps)
-    return sorted({f for side in files.values() for f in side.values()
-                   if f not in released and not f.startswith("hf://")})
+    return sorted({f for side in files.values() for f in side.values() if is_local(f, released)})
 
 
 @dataclass(frozen=True)
@@ -140,8 +126,7 @@ class AuditConfig:
         return from_dict(Series, self.series[name], f"audit.series.{name}")
 
     def release(self, name: str) -> Released | None:
-        raw = self.released.get(name)
-        return None if raw is None else from_dict(Released, raw, f"audit.released.{name}")
+        return release(self.released, name)
 
     def pair(self, name: str) -> DiffPair:
         pairs = all_pairs({"diffs": self.diffs, "released": self.released})

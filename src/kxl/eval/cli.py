@@ -13,17 +13,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_characters)
 
     p = sub.add_parser("ccip-generate", help="sample images per character with one SDXL model")
-    for a in ("--characters", "--name", "--model", "--config-dir", "--config-json", "--out-dir"):
+    for a in ("--characters", "--name", "--config-dir", "--config-json", "--out-dir"):
         p.add_argument(a, required=True)
+    _model_args(p)
     p.add_argument("--seed", type=int, required=True, help="the run seed")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("ccip-conditioning",
                        help="prompt-conditioning probe: does a model know the characters?")
-    for a in ("--characters", "--refs", "--images-root", "--name", "--model", "--config-dir",
+    for a in ("--characters", "--refs", "--images-root", "--name", "--config-dir",
               "--generate-json", "--config-json", "--out"):
         p.add_argument(a, required=True)
+    _model_args(p)
     p.add_argument("--seed", type=int, required=True, help="the run seed")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_conditioning)
@@ -49,6 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conditioning", nargs="*", default=[], help="probe JSONs, one per model")
     p.add_argument("--examples", type=int, default=3)
     p.set_defaults(func=_report)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    from kxl.hub import add_offline_arg
+
+    p.add_argument("--model", required=True, help="SGM single file, released name (with "
+                   "--released-json) or hf://owner/repo/file@revision")
+    p.add_argument("--released-json", default="{}",
+                   help="config audit.released entries as JSON (name -> repo_id, ...)")
+    add_offline_arg(p)
 
 
 def _characters(args: argparse.Namespace) -> int:
@@ -78,8 +90,9 @@ def _generate(args: argparse.Namespace) -> int:
     from kxl.config import section_from_json, to_dict
     from kxl.eval.characters import CHARACTERS_SCHEMA
     from kxl.eval.config import GenerateConfig
-    from kxl.eval.generate import IMAGES_SCHEMA, generate, load_pipeline, model_meta
+    from kxl.eval.generate import IMAGES_SCHEMA, generate, load_pipeline, model_file, model_meta
     from kxl.eval.prompts import generation_jobs
+    from kxl.hub import released_json
     from kxl.images.fsutil import atomic_dir
     from kxl.provenance import record
     from kxl.tables import read_table, write_table
@@ -87,14 +100,15 @@ def _generate(args: argparse.Namespace) -> int:
     cfg = section_from_json(GenerateConfig, args.config_json, "eval.generate")
     torch.set_num_threads(args.threads)
     jobs = generation_jobs(read_table(args.characters, CHARACTERS_SCHEMA), cfg, args.seed)
-    pipe, device = load_pipeline(args.model, args.config_dir, cfg)
+    model = str(model_file(args.model, released_json(args.released_json), args.offline))
+    pipe, device = load_pipeline(model, args.config_dir, cfg)
     with atomic_dir(args.out_dir) as tmp:
         images = generate(pipe, device, jobs, cfg, tmp)
         write_table(images, tmp / "images.parquet", IMAGES_SCHEMA)
-        write_json(tmp / "meta.json", model_meta(args.name, args.model, args.config_dir, cfg,
-                                                 device, args.seed))
+        write_json(tmp / "meta.json", {**model_meta(args.name, model, args.config_dir, cfg,
+                                                    device, args.seed), "source": args.model})
     print(f"ccip-generate: {images.height} images of {args.name} on {device} in {args.out_dir}")
-    record("eval", [args.out_dir], [args.characters, args.model, args.config_dir], to_dict(cfg))
+    record("eval", [args.out_dir], [args.characters, model, args.config_dir], to_dict(cfg))
     return 0
 
 
@@ -108,8 +122,9 @@ def _conditioning(args: argparse.Namespace) -> int:
     from kxl.eval import conditioning as probe
     from kxl.eval.characters import CHARACTERS_SCHEMA, REFS_SCHEMA
     from kxl.eval.config import ConditioningConfig, GenerateConfig
-    from kxl.eval.generate import load_pipeline
+    from kxl.eval.generate import load_pipeline, model_file
     from kxl.eval.prompts import generation_jobs
+    from kxl.hub import released_json
     from kxl.provenance import record
     from kxl.tables import read_table
 
@@ -122,17 +137,19 @@ def _conditioning(args: argparse.Namespace) -> int:
         cfg.refs_per_character)
     cands = probe.candidates(labels, chars.height, cfg.distractors, args.seed)
     pixels = probe.reference_pixels(files, Path(args.images_root), gen.width, gen.height)
-    pipe, device = load_pipeline(args.model, args.config_dir, gen)
+    model = str(model_file(args.model, released_json(args.released_json), args.offline))
+    pipe, device = load_pipeline(model, args.config_dir, gen)
     pipe.vae.to(torch.float32)  # SDXL's VAE overflows in fp16 (force_upcast); encode in fp32
     errors = probe.denoising_errors(pipe, device, pixels, prompts, cands,
                                     list(cfg.timesteps), args.seed, cfg.batch_size)
-    result = {"model": args.name, "path": args.model, "device": device, "seed": args.seed,
+    result = {"model": args.name, "path": model, "source": args.model, "device": device,
+              "seed": args.seed,
               **probe.summarize(errors, list(cfg.timesteps), labels, chars)}
     write_json(args.out, result)
     o = result["overall"]
     print(f"ccip-conditioning: {args.name}: advantage {o['advantage']:+.4f}, top-1 "
           f"{o['top1']:.3f} (chance {o['chance']:.3f}) over {result['images']} references")
-    record("eval", [args.out], [args.characters, args.refs, args.model, args.config_dir],
+    record("eval", [args.out], [args.characters, args.refs, model, args.config_dir],
            {"conditioning": to_dict(cfg), "generate": to_dict(gen)})
     return 0
 
@@ -166,6 +183,7 @@ def _score(args: argparse.Namespace) -> int:
     from kxl.eval.characters import CHARACTERS_SCHEMA, REFS_SCHEMA
     from kxl.eval.config import CcipConfig
     from kxl.eval.generate import read_generated
+    from kxl.eval.pairs import pair_table
     from kxl.eval.score import IMAGE_SCORES_SCHEMA, SCORES_SCHEMA, character_scores
     from kxl.provenance import record
     from kxl.tables import read_table, write_table
@@ -179,11 +197,13 @@ def _score(args: argparse.Namespace) -> int:
                                 [(m["name"], t, Path(d)) for d, (t, m) in
                                  zip(args.generated, generated, strict=True)], cfg, snapshot)
     scores = character_scores(images, chars)
+    summary["pairs"] = pair_table(scores, [m["name"] for _, m in generated])
     write_table(images, args.out_images, IMAGE_SCORES_SCHEMA)
     write_table(scores, args.out, SCORES_SCHEMA)
     write_text(args.csv, scores.write_csv(float_precision=6))
     write_json(args.summary, summary)
-    print(f"ccip-score: {summary['models']}")
+    print(f"ccip-score: {summary['models']}" + "".join(
+        f"; {r['b']} vs {r['a']}: {r['verdict']} (p {r['p_value']:.3g})" for r in summary["pairs"]))
     record("eval", [args.out_images, args.out, args.csv, args.summary],
            [args.characters, args.refs, args.hf_cache, *args.generated], to_dict(cfg))
     return 0

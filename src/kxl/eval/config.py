@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from kxl.errors import KxlError
 
 
 @dataclass(frozen=True)
@@ -21,11 +23,35 @@ class CharactersConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model to compare: a name (a path-safe label) and its SGM single file."""
+    """One model to compare: a name (a path-safe label) and its SGM single file: a local path,
+    a released name (config audit.released) or hf://owner/repo/file@revision."""
 
     name: str
     path: str
     config_dir: str = "results/base/config"
+
+
+def check_model_paths(models: list[dict[str, Any]], released: dict[str, Any]) -> None:
+    """What the schema cannot say about eval.generate.models: a path that is not a .safetensors
+    file is a configured released name or a pinned hf:// spec, and not a released LyCORIS step
+    file (eval needs a full model; kxl.eval.generate.model_file checks every file's keys)."""
+    from kxl.hub import parse_hf
+
+    for i, m in enumerate(models):
+        path, where = m["path"], f"eval.generate.models[{i}].path"
+        if path.startswith("hf://"):
+            try:
+                parse_hf(path)
+            except KxlError as exc:
+                raise KxlError(f"{where}: {exc}") from None
+        elif path in released and released[path].get("step") is not None:
+            raise KxlError(f"{where}: {path!r} is a released LyCORIS step file (audit.released."
+                           f"{path}.step), not a merged model; eval needs a full model: merge "
+                           "it with `kxl merge` and list the merged file")
+        elif path not in released and not path.endswith(".safetensors"):
+            raise KxlError(f"{where}: {path!r} is neither a .safetensors file, a released name "
+                           f"(audit.released: {sorted(released)}) nor "
+                           "hf://<owner>/<repo>/<file>@<revision>")
 
 
 @dataclass(frozen=True)

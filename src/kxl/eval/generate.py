@@ -47,6 +47,26 @@ def make_sampler(name: str, scheduler_config: Any) -> Any:
     return cls.from_config(scheduler_config)
 
 
+def model_file(spec: str, released: dict[str, Any], offline: bool) -> Path:
+    """The SGM single file of one eval model: a local path, a released name (`released`: config
+    audit.released) or hf://owner/repo/file@revision, through the HF cache at its pinned revision.
+
+    A LyCORIS/LoKr adapter is refused rather than merged here: merging needs the base it was
+    trained on (a 7 GB input the rule would have to declare) and writes a new 7 GB model, which
+    is stage 10's job (`kxl merge`), with its own provenance."""
+    from kxl.hub import resolve
+    from kxl.merge.lokr import PREFIXES
+    from kxl.model.st_io import read_header
+
+    path = resolve(spec, released, offline)
+    keys = list(read_header(path)[0])
+    if keys and all(k.startswith(PREFIXES) for k in keys):
+        raise KxlError(f"{spec}: {path.name} is a LyCORIS/LoKr adapter, not a merged SDXL model; "
+                       "eval needs a full model: merge it onto its base with `kxl merge` and "
+                       "list the merged file in eval.generate.models")
+    return path
+
+
 def load_pipeline(single_file: str, config_dir: str, cfg: GenerateConfig) -> tuple[Any, str]:
     """(pipeline, device) for one model, sampler from the config, progress bars off."""
     from diffusers import StableDiffusionXLPipeline

@@ -1,10 +1,11 @@
 """The self-contained CCIP report: one HTML file, no external URLs, images inline as base64.
 
 Sections: a plain-words note when the CCIP model is a stand-in, the headline mean score per
-model (and the gap between the first two), the per-character score distribution per model
-(inline SVG histogram), the per-character table (sortable by clicking a header; sorted by gap
-on load), the best and worst characters with reference vs generated image grids, and the
-provenance of every model compared and of the CCIP model.
+model (and the gap between the first two), a verdict for every pair of models
+(kxl.eval.pairs), the per-character score distribution per model (inline SVG histogram), the
+per-character table (sortable by clicking a header; sorted by gap on load), the best and worst
+characters with reference vs generated image grids, and the provenance of every model compared
+and of the CCIP model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from kxl.eval.pairs import ALPHA, pair_table
 
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 THUMB = 96
@@ -118,6 +121,30 @@ def headline(inp: ReportInputs, names: list[str]) -> str:
     return ("<table id=headline><thead><tr><th>model</th><th>mean CCIP score</th>"
             "<th>mean difference</th><th>characters</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>" + gap)
+
+
+def pairs_section(pairs: list[dict[str, Any]]) -> str:
+    """Every pair (kxl.eval.pairs): later model b against earlier model a, with the rule."""
+    if not pairs:
+        return ""
+    rows = "".join(
+        f"<tr class=\"{esc(r['verdict'])}\"><td>{esc(r['b'])}</td><td>{esc(r['a'])}</td>"
+        f"<td class=num>{r['characters']}</td><td class=num>{r['mean_score_gap']:+.4f}</td>"
+        f"<td class=num>{r['mean_difference_gap']:+.4f}</td><td class=num>{r['wins']}</td>"
+        f"<td class=num>{r['losses']}</td><td class=num>{r['ties']}</td>"
+        f"<td class=num>{r['p_value']:.4g}</td><td><b>{esc(r['verdict'])}</b></td></tr>"
+        for r in pairs if r["characters"])
+    return (
+        "<h2>Every pair</h2><p>Each later model <b>b</b> against each earlier model <b>a</b> "
+        "(config order), over the characters both were scored on: mean score gap = mean of "
+        "score b &minus; score a (the first row is the headline's gap); wins / losses / ties = "
+        "characters where b scores above / below / the same as a. The verdict is <b>better</b> "
+        "or <b>worse</b> when a two-sided exact sign test over the characters (ties dropped) "
+        f"gives p &lt; {ALPHA} in that direction, else <b>indistinguishable</b>.</p>"
+        "<table id=pairs><thead><tr><th>b</th><th>a</th><th>characters</th>"
+        "<th>mean score gap</th><th>mean difference gap</th><th>b wins</th><th>b loses</th>"
+        f"<th>ties</th><th>p (sign test)</th><th>verdict of b</th></tr></thead><tbody>{rows}"
+        "</tbody></table>")
 
 
 def character_table(wide: pl.DataFrame, names: list[str]) -> str:
@@ -240,6 +267,7 @@ def render_report(inp: ReportInputs) -> str:
         "(difference &le; threshold = same character); score = fraction of (reference, "
         "generated) pairs judged the same, averaged per generated image.</p>"
         "<h2>Headline</h2>" + headline(inp, names)
+        + pairs_section(pair_table(inp.scores, names))
         + "<h2>Distribution</h2>" + histogram_svg(inp, names)
         + "<h2>Characters</h2><p>Click a header to sort; gap = "
         + (f"{esc(names[1])} &minus; {esc(names[0])}" if len(names) >= 2 else "n/a")
