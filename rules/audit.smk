@@ -56,7 +56,8 @@ rule audit_series:
         " > {log} 2>&1"
 
 
-# `kxl verify` over everything made so far, once the run's models exist; the run report shows it.
+# `kxl verify` over the merged model and everything it was made from (its provenance lineage: a
+# set that does not depend on which other jobs ran first); the run report shows it.
 # --exit-zero: a finding is the result to show, not a failed job.
 rule verify:
     input:
@@ -74,4 +75,4 @@ rule verify:
     conda:
         "../envs/data.yaml"
     shell:
-        "kxl verify results --json {output} --exit-zero > {log} 2>&1"
+        "kxl verify results --of {input} --json {output} --exit-zero > {log} 2>&1"

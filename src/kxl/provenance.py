@@ -172,8 +172,32 @@ class Finding:
         return f"{self.artifact}: {self.problem}"
 
 
-def verify(root: str | os.PathLike[str]) -> tuple[int, list[Finding]]:
-    """Re-hash every recorded artifact under `root` and its inputs.
+def lineage(artifacts: list[str]) -> tuple[list[Path], list[str]]:
+    """The provenance records of `artifacts` and, recursively, of the inputs they were made
+    from (sorted), and the named artifacts that have no record."""
+    seen: set[str] = set()
+    todo, records, unrecorded = list(artifacts), set(), []
+    while todo:
+        art = todo.pop()
+        if art in seen:
+            continue
+        seen.add(art)
+        rec = record_path(art)
+        if not rec.is_file():
+            unrecorded += [art] if art in artifacts else []
+            continue
+        records.add(rec)
+        try:
+            todo += list(json.loads(rec.read_text()).get("inputs", {}))
+        except (json.JSONDecodeError, AttributeError):
+            continue  # verify names the unreadable record
+    return sorted(records), unrecorded
+
+
+def verify(root: str | os.PathLike[str], of: list[str] | None = None) -> tuple[int, list[Finding]]:
+    """Re-hash every recorded artifact under `root` and its inputs; with `of`, only the records
+    of those artifacts and of everything they were made from (a fixed set, whatever else other
+    jobs are writing meanwhile).
 
     Returns (number of records checked, findings). A finding is an artifact whose bytes
     changed, that vanished, or one of whose inputs changed or vanished since it was made; a
@@ -185,7 +209,11 @@ def verify(root: str | os.PathLike[str]) -> tuple[int, list[Finding]]:
     if not Path(root).is_dir():
         raise KxlError(f"{root}: no such folder (nothing to verify)")
     findings: list[Finding] = []
-    records = sorted(Path(root).rglob(f"{RECORD_DIR}/*.json"))
+    if of:
+        records, unrecorded = lineage(of)
+        findings += [Finding(a, "no provenance record") for a in unrecorded]
+    else:
+        records = sorted(Path(root).rglob(f"{RECORD_DIR}/*.json"))
     if not records:
         findings.append(Finding(str(root), "no provenance records (not a results folder?)"))
     for rec in records:

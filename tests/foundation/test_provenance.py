@@ -122,3 +122,28 @@ def test_verify_checks_folders_with_their_own_manifest(tmp_path: Path) -> None:
     assert any(p.startswith("bytes changed (manifest ") for p in problems), problems
     (ck / "a.bin").write_bytes(b"ab")
     assert "size 2, its manifest says 3" in [f.problem for f in verify(tmp_path)[1]]
+
+
+def test_verify_of_covers_the_lineage_and_nothing_else(tmp_path: Path) -> None:
+    """a -> b -> c, and d beside them: `of c` re-hashes c, b and a (the chain c was made from),
+    never d (what another job may be writing meanwhile); a name without a record is a finding."""
+    root = tmp_path / "results"
+    paths = {n: root / n / f"{n}.txt" for n in "abcd"}
+    for n, p in paths.items():
+        p.parent.mkdir(parents=True)
+        p.write_text(n)
+    record("s", [paths["a"]], [])
+    record("s", [paths["b"]], [paths["a"]])
+    record("s", [paths["c"]], [paths["b"]])
+    record("s", [paths["d"]], [paths["a"]])
+    n, findings = verify(root, of=[str(paths["c"])])
+    assert (n, findings) == (3, [])
+    assert verify(root)[0] == 4
+    paths["d"].write_text("being written")  # outside the lineage: not looked at
+    assert verify(root, of=[str(paths["c"])]) == (3, [])
+    paths["a"].write_text("changed")  # in it: found through b's record and a's own
+    assert sorted(f.artifact for f in verify(root, of=[str(paths["c"])])[1]) == \
+        [str(paths["a"]), str(paths["b"])]
+    n, findings = verify(root, of=[str(tmp_path / "nope.txt")])
+    assert [f.problem for f in findings] == ["no provenance record",
+                                            "no provenance records (not a results folder?)"]
