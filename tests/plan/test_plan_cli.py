@@ -121,3 +121,27 @@ def test_explain_step_errors_are_one_line(results: Path, capsys, augment_module)
     assert main(["explain-step", "0", *base]) == 2
     err = capsys.readouterr().err
     assert "captions.parquet: no row for post" in err and err.count("\n") == 1
+
+
+def test_explain_step_reads_an_emulated_crash_plan(results: Path, capsys, augment_module) -> None:
+    """docs/crash-forensics.md: `kxl explain-step 400 --plan results/audit/crash/plan.parquet`.
+    The emulated plan's record (stage audit) holds the emulation's settings, not a plan section:
+    the caption settings come from the plan it was derived from, through its record's input."""
+    crash = results / "audit/crash/plan.parquet"
+    assert main(["emulate-resume", "--plan", str(results / "plan/plan.parquet"),
+                 "--resume-step", "2", "--reading", "restart-epoch", "--out", str(crash),
+                 "--damage", str(results / "audit/crash/damage.json")]) == 0
+    capsys.readouterr()
+    base = ["--captions", str(results / "captions/captions.parquet"),
+            "--buckets", str(results / "buckets/buckets.parquet")]
+    assert main(["explain-step", "3", "--plan", str(crash), *base]) == 0
+    out = capsys.readouterr().out
+    post = pl.read_parquet(crash).filter(pl.col("step") == 3).row(0, named=True)
+    seen = augment_module.augment(f"1girl, a{post['post_id']}|||b{post['post_id']}, "
+                                  f"c{post['post_id']}, d{post['post_id']}",
+                                  post["sample_seed"], True, 0.15)
+    assert f"post {post['post_id']} " in out and seen in out
+    (results / "plan/.prov/plan.parquet.json").unlink()  # the chain broken: one line
+    assert main(["explain-step", "3", "--plan", str(crash), *base]) == 2
+    err = capsys.readouterr().err
+    assert "plan.parquet.json: no provenance record beside the plan" in err and err.count("\n") == 1

@@ -46,6 +46,30 @@ def _make(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan_section_of(plan: str) -> dict:
+    """The plan section a plan file was made with, from provenance records: the plan's own
+    (stage plan), or for a plan derived from another (`kxl emulate-resume` writes the data order
+    of a crashed run's resume) the record of the plan it was derived from, followed back."""
+    from kxl.errors import KxlError
+    from kxl.provenance import record_path
+
+    path, seen = plan, set()
+    while path not in seen:
+        seen.add(path)
+        rec = Path(record_path(path))
+        if not rec.is_file():
+            raise KxlError(f"{rec}: no provenance record beside the plan; pass --config-json")
+        data = json.loads(rec.read_text())
+        if data.get("stage") == "plan":
+            return dict(data["config"])
+        plans = [p for p in data.get("inputs", {}) if p.endswith(".parquet")]
+        if len(plans) != 1:
+            break
+        path = plans[0]
+    raise KxlError(f"{plan}: its provenance records lead to no plan section (stage plan); "
+                   "pass --config-json")
+
+
 def _explain(args: argparse.Namespace) -> int:
     import polars as pl
 
@@ -56,15 +80,11 @@ def _explain(args: argparse.Namespace) -> int:
     from kxl.plan.config import PlanConfig
     from kxl.plan.explain import format_step, step_table
     from kxl.plan.read import read_plan_from
-    from kxl.provenance import record_path
     from kxl.tables import read_table
 
     text = args.config_json
-    if text is None:  # the plan's own provenance record holds the section it was made with
-        rec = Path(record_path(args.plan))
-        if not rec.is_file():
-            raise KxlError(f"{rec}: no provenance record beside the plan; pass --config-json")
-        made_with = json.loads(rec.read_text())["config"]
+    if text is None:
+        made_with = plan_section_of(args.plan)
         text = json.dumps({k: v for k, v in made_with.items() if k != "seed"})
     cfg = section_from_json(PlanConfig, text, "plan")
     rows = read_plan_from(args.plan, args.step, args.rank, until=args.step + 1)
