@@ -10,8 +10,11 @@ EVAL = config["eval"]
 EVAL_KXL = ".venv-eval/bin/kxl" if os.path.exists(".venv-eval/bin/kxl") else "kxl"
 CCIP = "results/eval/ccip"
 # the generation settings without the model list: adding a model reruns nothing else
-GEN_SETTINGS = json.dumps({k: v for k, v in EVAL["generate"].items() if k != "models"},
-                          sort_keys=True, separators=(",", ":"))
+# and with the captions' tag_word_sep (its owner): prompts spell tags as training captions did
+GEN_SETTINGS = json.dumps(
+    {**{k: v for k, v in EVAL["generate"].items() if k != "models"},
+     "tag_word_sep": config["captions"]["tag_word_sep"]},
+    sort_keys=True, separators=(",", ":"))
 
 
 rule ccip_characters:
@@ -94,7 +97,7 @@ rule ccip_conditioning:
         model=lambda w: EVAL_MODELS[w.model]["path"],
         released=eval_model_released,
         gen=GEN_SETTINGS,
-        cfg=json.dumps(EVAL.get("conditioning", {}), sort_keys=True, separators=(",", ":")),
+        cfg=json.dumps(EVAL["conditioning"], sort_keys=True, separators=(",", ":")),
         seed=config["seed"],
     wildcard_constraints:
         model="[A-Za-z0-9_.-]+",
@@ -185,7 +188,7 @@ rule ccip_report:
         "logs/benchmarks/ccip_report.tsv"
     params:
         kxl=EVAL_KXL,
-        examples=EVAL.get("report_examples", 3),
+        examples=EVAL["report_examples"],
     threads: 1
     resources:
         mem_mb=retry_mem(4000),

@@ -22,7 +22,7 @@ def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | Non
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
-        return cross_section_problem(config)
+        return unset_problem(config) or cross_section_problem(config)
     where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
@@ -34,6 +34,67 @@ def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | Non
     got = repr(error.instance)
     got = got if len(got) <= 80 else got[:77] + "..."
     return f"{where}: {got} is not valid ({error.validator}: expected {_short(expected)})"
+
+
+# The section each stage's CLI parses (`section_from_json(cls, ..., path)` in src/kxl/*/cli.py),
+# by module and class: config/config.yaml must set every field, so that the defaults a run uses
+# are in one place; a dataclass default filling in a deleted key would silently differ from it.
+SECTIONS = {
+    "metadata.synthetic": ("kxl.metadata.config", "SyntheticConfig"),
+    "metadata.huggingface": ("kxl.metadata.config", "HuggingFaceConfig"),
+    "posts": ("kxl.posts.config", "PostsConfig"),
+    "manifest": ("kxl.manifest.config", "ManifestConfig"),
+    "captions": ("kxl.captions.kohaku", "CaptionsConfig"),
+    "images": ("kxl.images.config", "ImagesConfig"),
+    "images.synthetic": ("kxl.images.config", "SyntheticImages"),
+    "images.huggingface": ("kxl.images.config", "HuggingfaceImages"),
+    "buckets": ("kxl.buckets.config", "BucketsConfig"),
+    "plan": ("kxl.plan.config", "PlanConfig"),
+    "counts": ("kxl.checks.counts", "CountsConfig"),
+    "base.synthetic": ("kxl.model.config", "SyntheticBase"),
+    "base.huggingface": ("kxl.model.config", "HuggingfaceBase"),
+    "train": ("kxl.train.config", "TrainConfig"),
+    "merge": ("kxl.merge.config", "MergeConfig"),
+    "audit": ("kxl.audit.config", "AuditConfig"),
+    "eval.characters": ("kxl.eval.config", "CharactersConfig"),
+    "eval.generate": ("kxl.eval.config", "GenerateConfig"),
+    "eval.conditioning": ("kxl.eval.config", "ConditioningConfig"),
+    "eval.ccip": ("kxl.eval.config", "CcipConfig"),
+}
+# Fields a rule fills in from their owner's section instead of the config's.
+RULE_SUPPLIED = {"eval.generate.tag_word_sep": "captions.tag_word_sep (rules/eval.smk)"}
+
+
+def unset_fields(cls: type, data: dict[str, Any], where: str) -> list[str]:
+    """Key paths of the fields of dataclass `cls` (nested ones too) that `data` leaves unset."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}"
+        if f.name not in data:
+            out += [] if path in RULE_SUPPLIED else [path]
+        elif dataclasses.is_dataclass(hints[f.name]) and isinstance(data[f.name], dict):
+            out += unset_fields(hints[f.name], data[f.name], path)
+    return out
+
+
+def unset_problem(config: dict[str, Any]) -> str | None:
+    """The first key a stage reads that the config leaves to the stage's built-in default."""
+    import importlib
+
+    for path, (module, name) in SECTIONS.items():
+        node: Any = config
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        cls = getattr(importlib.import_module(module), name)
+        missing = unset_fields(cls, node, path) if isinstance(node, dict) else [path]
+        if missing:
+            return (f"{missing[0]}: not set (config/config.yaml sets every key a stage reads, "
+                    "so that its defaults are the only ones a run uses)")
+    return None
 
 
 def cross_section_problem(config: dict[str, Any]) -> str | None:

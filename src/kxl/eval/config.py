@@ -21,16 +21,6 @@ class CharactersConfig:
     allow_fewer: bool = False
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model to compare: a name (a path-safe label) and its SGM single file: a local path,
-    a released name (config audit.released) or hf://owner/repo/file@revision."""
-
-    name: str
-    path: str
-    config_dir: str = "results/base/config"
-
-
 def check_model_paths(models: list[dict[str, Any]], released: dict[str, Any]) -> None:
     """What the schema cannot say about eval.generate.models: a path that is not a .safetensors
     file is a configured released name or a pinned hf:// spec, and not a released LyCORIS step
@@ -56,7 +46,8 @@ def check_model_paths(models: list[dict[str, Any]], released: dict[str, Any]) ->
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    models: list[ModelSpec] = field(default_factory=list)
+    """eval.generate without `models`: each generation job is one model, named by the rule."""
+
     images_per_character: int = 4
     width: int = 1024
     height: int = 1024
@@ -68,7 +59,7 @@ class GenerateConfig:
     year_tag: str = "newest"
     rating_tag: str = "safe"
     negative_prompt: str = "low quality, worst quality, bad anatomy, text, watermark"
-    tag_word_sep: str = " "  # the captions' underscore rule (names longer than 3 characters)
+    tag_word_sep: str = " "  # captions.tag_word_sep (its owner), passed by rules/eval.smk
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -89,12 +80,3 @@ class ConditioningConfig:
     distractors: int = 7  # other characters' prompts per reference picture
     refs_per_character: int = 2  # the first references of each character
     batch_size: int = 16  # UNet calls per forward
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    characters: CharactersConfig = field(default_factory=CharactersConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    ccip: CcipConfig = field(default_factory=CcipConfig)
-    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
-    report_examples: int = 3  # best and worst characters shown with image grids
