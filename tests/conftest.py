@@ -22,6 +22,14 @@ def default_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def micro_run(tmp_path_factory: pytest.TempPathFactory):
+    """One run of every rule under config/micro.yaml (a few minutes), for the fast tier."""
+    from pipeline_run import MICRO, run_default
+
+    return run_default(tmp_path_factory.mktemp("micro-a"), ["all"], *MICRO)
+
+
+@pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's headless Chromium for the report pages (CCIP, run report), installed by
     ensure-chromium.sh where root and apt allow (as in CI); skipped elsewhere outside CI."""

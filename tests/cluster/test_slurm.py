@@ -3,7 +3,6 @@ all their GPUs, and the pipeline's outputs under SLURM are byte-identical to a l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import HERE, ROOT, TEST_PROFILE, Slurm, run, tool_env
-from pipeline_run import Workflow
+from pipeline_run import Workflow, explain, result_digests
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.cluster
@@ -24,12 +23,6 @@ pytestmark = pytest.mark.cluster
 # least the training target"); KXL_CLUSTER_TARGET picks another (e.g. results/plan/plan.parquet
 # for a quicker check).
 PIPELINE_TARGET = os.environ.get("KXL_CLUSTER_TARGET", "results/epsilon-lokr.safetensors")
-# Training metrics carry wall-clock throughput (images_per_s) and row times (wall_time), and
-# TensorBoard event files carry timestamps: compared without those, everything else must be
-# byte-identical.
-TIMED = "results/train/tensorboard/"
-METRICS = ("results/train/metrics.csv", "results/train/metrics.running.csv")
-LOCK = "results/train/train.lock"  # the last trainer's pid and host: bookkeeping, no artifact
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/")
 FINISHED = re.compile(r"Finished jobid: \d+ \(Rule: (\w+)\)")
 # Top-level entries of the checkout that a pipeline run neither needs nor may share.
@@ -117,55 +110,6 @@ def workflow_copy(dest: Path) -> Path:
         else:
             shutil.copy2(entry, dest / entry.name)
     return dest
-
-
-def prov_record(path: Path) -> dict[str, object]:
-    rec = json.loads(path.read_text())
-    assert "mtime_ns" in rec, f"{path}: provenance record without mtime_ns"
-    rec.pop("mtime_ns")
-    return dict(rec)
-
-
-def explain(a: Path, b: Path, rel: str) -> str:
-    """Which fields of a provenance record differ (git_commit or packages: the checkout or the
-    venv changed while the test ran)."""
-    if "/.prov/" not in rel:
-        return rel
-    ra, rb = prov_record(a / rel), prov_record(b / rel)
-    return f"{rel}: " + ", ".join(f"{k}: {ra.get(k)} != {rb.get(k)}" for k in sorted(ra)
-                                  if ra.get(k) != rb.get(k))
-
-
-def _untimed_metrics(data: bytes) -> bytes:
-    lines = data.decode().splitlines()
-    timed = {i for i, c in enumerate(lines[0].split(",")) if c in ("images_per_s", "wall_time")}
-    return "\n".join(",".join(v for i, v in enumerate(ln.split(",")) if i not in timed)
-                     for ln in lines).encode()
-
-
-def result_digests(workdir: Path) -> dict[str, str]:
-    """sha256 of every file under results/; provenance records without their file mtime;
-    training metrics without their wall-clock columns; TensorBoard events and the training
-    lock left out."""
-    out: dict[str, str] = {}
-    for path in sorted((workdir / "results").rglob("*")):
-        rel = path.relative_to(workdir).as_posix()
-        if rel.startswith(TIMED) or rel == LOCK:
-            continue
-        if path.is_symlink():
-            out[rel] = "-> " + os.readlink(path)
-        elif path.is_file():
-            data = path.read_bytes()
-            if rel in METRICS:
-                data = _untimed_metrics(data)
-            elif path.parent.name == ".prov":  # mtime_ns differs between any two runs by design
-                rec = prov_record(path)
-                rec.pop("environment", None)  # thread counts may differ inside an allocation
-                if rec.get("artifact") in METRICS:
-                    rec.pop("sha256"), rec.pop("size")
-                data = json.dumps(rec, sort_keys=True).encode()
-            out[rel] = hashlib.sha256(data).hexdigest()
-    return out
 
 
 # Stages up to the plan are reused from the shared local run; the plan and training rerun.

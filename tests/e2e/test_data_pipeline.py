@@ -7,7 +7,7 @@ import re
 
 import polars as pl
 import pytest
-from pipeline_run import Workflow, run_default
+from pipeline_run import Workflow, jobs_planned, run_default
 
 from kxl.hashing import sha256_file
 
@@ -21,15 +21,6 @@ DATA_ARTIFACTS = [
     "results/buckets/buckets.parquet",
     "results/plan/plan.parquet",
 ]
-
-
-def jobs_planned(dry_run_stdout: str) -> set[str]:
-    """Rule names of a `snakemake -n` job table ('rule   count' lines after 'Job stats')."""
-    m = re.search(r"Job stats:\n(.*?)\n\n", dry_run_stdout, re.S)
-    if not m:
-        return set()
-    rows = [line.split() for line in m.group(1).splitlines()[2:]]
-    return {r[0] for r in rows if r and r[0] not in {"total", "all"}}
 
 
 def test_rerun_does_nothing(default_run: Workflow) -> None:
