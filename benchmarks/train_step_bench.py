@@ -3,12 +3,13 @@
 Rows: the tiny test model (CPU, always); with quick=False, the real SDXL dimensions
 (UNet 320/640/1280 with transformer depth 1/2/10, CLIP-L 768x12, bigG 1280x32 with projection):
 full size (1024x1024, batch 4, fp16 autocast) on CUDA when present, otherwise a reduced step on
-CPU: SDXL's widths with transformer depth 1/2/2 and an 8-layer bigG ("sdxl_shallow"), 256x256,
-batch 1 (the full depth's fp32 step needs more than this machine's 24 GB: it was killed for
-memory even with activation recomputation). Both SDXL rows recompute activations, as epsilon.yaml
-does. Each step runs once untimed (allocation, lazy
-init), then once timed. The Epsilon original: ~49 s per 256-image step on 4x RTX 3090, i.e.
-~1.3 img/s per GPU (SPEC section 1).
+CPU: the full depth at 256x256, batch 1 with the frozen weights in bf16 (train.mixed_precision
+bf16; its fp32 step needs more than this machine's 24 GB: it was killed for memory even with
+activation recomputation), beside the fp32 baseline it replaces: SDXL's widths with transformer
+depth 1/2/2 and an 8-layer bigG ("sdxl_shallow"). The SDXL rows recompute activations, as
+epsilon.yaml does, and report the process's peak RSS so far. Each step runs once untimed
+(allocation, lazy init), then once timed. The Epsilon original: ~49 s per 256-image step on
+4x RTX 3090, i.e. ~1.3 img/s per GPU (SPEC section 1).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import time
 from pathlib import Path
 
 
-def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool = False) -> dict:
+def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool = False,
+          precision: str = "fp16") -> dict:
+    import resource
+
     import torch
 
     from kxl.config import from_dict
@@ -37,6 +41,7 @@ def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool =
             "warmup_steps": 0,
             # as epsilon.yaml: SDXL activations do not fit without recomputation
             "gradient_checkpointing": ckpt,
+            "mixed_precision": precision,
         },
         "train",
     )
@@ -67,10 +72,12 @@ def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool =
         sec = time.perf_counter() - t0
         n_params = sum(p.numel() for p in trainer.params)
     return {
-        "name": f"lokr_step_{scale}_{hw[0]}px_b{batch}_{device}" + ("_gc" if ckpt else ""),
+        "name": f"lokr_step_{scale}_{hw[0]}px_b{batch}_{device}" + ("_gc" if ckpt else "")
+        + ("_bf16" if precision == "bf16" else ""),
         "seconds": sec,
         "img_per_s": batch / sec,
         "lokr_params": n_params,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
 
 
@@ -83,4 +90,7 @@ def run(quick: bool) -> list[dict]:
             rows.append(_step("sdxl", (1024, 1024), 4, "cuda", ckpt=True))
         else:
             rows.append(_step("sdxl_shallow", (256, 256), 1, "cpu", ckpt=True))
+            full = _step("sdxl", (256, 256), 1, "cpu", ckpt=True, precision="bf16")
+            rows.append({**full, "ratio_vs_baseline": full["seconds"] / rows[-1]["seconds"],
+                         "note": "baseline: sdxl_shallow fp32 row"})
     return rows
