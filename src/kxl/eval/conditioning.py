@@ -128,6 +128,8 @@ def denoising_errors(pipe: Any, device: str, pixels: np.ndarray, prompts: list[s
     seeded by (seed, timestep), identical for every model with the same latent shape."""
     import torch
 
+    from kxl.model.diffusion import add_noise, full_image_time_ids, predict
+
     unet = pipe.unet
     dtype = unet.dtype
     with torch.no_grad():
@@ -135,25 +137,23 @@ def denoising_errors(pipe: Any, device: str, pixels: np.ndarray, prompts: list[s
                                                do_classifier_free_guidance=False)
         lat = posterior_means(pipe.vae, pixels, device, batch_size)
         h, w = pixels.shape[2:]
-        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=dtype, device=device)
-        abar = pipe.scheduler.alphas_cumprod.to(torch.float32)
+        time_ids = full_image_time_ids(h, w, dtype, device)
+        # the model's own schedule (its scheduler config), not SDXL's constants
+        abar = pipe.scheduler.alphas_cumprod.to(device, torch.float32)
         n, k = cands.shape
         img_idx = np.repeat(np.arange(n), k)
         prm_idx = cands.reshape(-1)
         out = np.empty((len(timesteps), n, k), np.float64)
         for ti, t in enumerate(timesteps):
             noise = probe_noise(int(seed), int(t), tuple(lat.shape)).to(device)
-            a = abar[t].to(device)
-            noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
+            noisy = add_noise(lat, noise, abar, torch.full((len(lat),), t, device=device))
             errs = []
             for s in range(0, len(img_idx), batch_size):
                 ii = torch.from_numpy(img_idx[s:s + batch_size]).to(device)
                 pp = torch.from_numpy(prm_idx[s:s + batch_size]).to(device)
                 b = len(ii)
-                pred = unet(noisy[ii].to(dtype), torch.full((b,), t, device=device),
-                            encoder_hidden_states=ctx[pp],
-                            added_cond_kwargs={"text_embeds": pooled[pp],
-                                               "time_ids": time_ids.expand(b, -1)}).sample
+                pred = predict(unet, noisy[ii].to(dtype), torch.full((b,), t, device=device),
+                               ctx[pp], pooled[pp], time_ids.expand(b, -1))
                 errs.append(((pred.float() - noise[ii]) ** 2).mean(dim=(1, 2, 3)).cpu())
             out[ti] = torch.cat(errs).numpy().reshape(n, k)
     return out

@@ -29,6 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kxl.model.diffusion import add_noise, full_image_time_ids, predict
+from kxl.model.diffusion import alphas_cumprod as schedule
+from kxl.model.tiny import SCHEDULER_CONFIG
+
 COLOURS = {
     "red": (0.9, 0.1, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.1, 0.2, 0.9),
     "yellow": (0.95, 0.9, 0.1), "purple": (0.6, 0.1, 0.8), "orange": (1.0, 0.55, 0.0),
@@ -208,11 +212,12 @@ def encode_pool(vae: torch.nn.Module, encode: Encoder, gen: torch.Generator, n: 
 
 
 def alphas_cumprod() -> torch.Tensor:
-    """SDXL's DDPM schedule (scaled-linear betas 0.00085..0.012 over 1000 steps), the training
-    stage's formula computed in float64 and stored as float32, as the base was always made."""
-    from kxl.train.diffusion import alphas_cumprod as schedule
-
-    return schedule(0.00085, 0.012, 1000, dtype=torch.float64).float()
+    """The base's own DDPM schedule (its scheduler config: SDXL's scaled-linear betas
+    0.00085..0.012 over 1000 steps), computed in float64 and stored as float32, as the base was
+    always made (training computes it in float32: the two differ in the last bits)."""
+    c = SCHEDULER_CONFIG
+    return schedule(c["beta_start"], c["beta_end"], c["num_train_timesteps"],
+                    dtype=torch.float64).float()
 
 
 @torch.no_grad()
@@ -229,14 +234,13 @@ def caption_advantage(
     lat = vae.encode(pics.images).latent_dist.mean * vae.config.scaling_factor
     ctx, pooled = encode(pics.captions)
     abar = alphas_cumprod()
-    time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32).expand(n, -1)
+    time_ids = full_image_time_ids(size, size).expand(n, -1)
     out = {}
     for t in timesteps:
         noise = torch.randn(lat.shape, generator=gen)
-        noisy = abar[t].sqrt() * lat + (1 - abar[t]).sqrt() * noise
-        err = [F.mse_loss(unet(noisy, torch.full((n,), t), encoder_hidden_states=c,
-                               added_cond_kwargs={"text_embeds": p, "time_ids": time_ids}).sample,
-                          noise).item()
+        ts = torch.full((n,), t)
+        noisy = add_noise(lat, noise, abar, ts)
+        err = [F.mse_loss(predict(unet, noisy, ts, c, p, time_ids), noise).item()
                for c, p in ((ctx, pooled), (ctx.roll(1, 0), pooled.roll(1, 0)))]
         out[f"t{t}"] = (err[1] - err[0]) / err[1]
     return out
@@ -250,7 +254,7 @@ def train_unet(
     re-encoded per step), DDPM scaled-linear 0.00085..0.012 over 1000. `caption_dropout` of
     the samples see the empty caption, so classifier-free guidance has an unconditional model."""
     abar = alphas_cumprod()
-    time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32)
+    time_ids = full_image_time_ids(size, size)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     sched = cosine_decay(opt, steps)
     unet.train()
@@ -264,10 +268,8 @@ def train_unet(
         lat = pool.latents[idx]
         noise = torch.randn(lat.shape, generator=gen)
         t = torch.randint(0, 1000, (batch,), generator=gen)
-        a = abar[t][:, None, None, None]
-        noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
-        cond = {"text_embeds": pooled, "time_ids": time_ids.expand(batch, -1)}
-        pred = unet(noisy, t, encoder_hidden_states=ctx, added_cond_kwargs=cond).sample
+        noisy = add_noise(lat, noise, abar, t)
+        pred = predict(unet, noisy, t, ctx, pooled, time_ids.expand(batch, -1))
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()

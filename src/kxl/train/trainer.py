@@ -114,7 +114,7 @@ class Trainer:
         import torch
 
         from kxl.lokr.network import build_network
-        from kxl.train.diffusion import alphas_cumprod, snr
+        from kxl.model.diffusion import alphas_cumprod, snr
         from kxl.train.optim import build_lion8bit, grad_scaler
         from kxl.train.seeding import derive_seed, set_deterministic
 
@@ -312,7 +312,13 @@ class Trainer:
         import torch
         import torch.nn.functional as F
 
-        from kxl.train.diffusion import add_noise, draw_noise, draw_noise_per_sample, min_snr_weight
+        from kxl.model.diffusion import (
+            add_noise,
+            draw_noise,
+            draw_noise_per_sample,
+            min_snr_weight,
+            predict,
+        )
         from kxl.train.seeding import micro_generator, sample_generators
         from kxl.train.text import encode, tokenize
 
@@ -344,9 +350,7 @@ class Trainer:
                else contextlib.nullcontext())
         with amp:
             ctx, pooled = encode(ids1, ids2, self.m.text_encoder, self.m.text_encoder_2)
-            pred = self.m.unet(
-                noisy, t, ctx, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}
-            ).sample
+            pred = predict(self.m.unet, noisy, t, ctx, pooled, time_ids)
         loss = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=[1, 2, 3])
         if cfg.min_snr_gamma:
             loss = loss * min_snr_weight(self.snr[t], cfg.min_snr_gamma)

@@ -1,4 +1,11 @@
-"""Diffusion training math of sd-scripts v0.8.7 for SDXL (epsilon target), as pure functions."""
+"""SDXL's diffusion math, shared by the base's pretraining, training and the eval probe.
+
+Pure functions of tensors, in the formulas of diffusers' DDPMScheduler and sd-scripts v0.8.7
+(epsilon target): the schedule, the noise draws and noising, the min-SNR weight, and the one
+UNet call with SDXL's added conditions. It lives with the model (stage 8) so that every later
+stage imports it from an earlier one. Callers keep their own dtypes (the base's schedule is
+computed in float64, training's in float32): the base's and the LoKr's bytes depend on them.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +35,9 @@ def min_snr_weight(snr_t: Any, gamma: float) -> Any:
 
 
 def add_noise(x0: Any, noise: Any, acp: Any, t: Any) -> Any:
-    """q(x_t | x_0): sqrt(acp_t) x0 + sqrt(1 - acp_t) noise (DDPMScheduler.add_noise)."""
+    """q(x_t | x_0): sqrt(acp_t) x0 + sqrt(1 - acp_t) noise for [B] timesteps `t` indexing
+    `acp` (on `acp`'s device). Bit-equal to DDPMScheduler.add_noise on float32 latents; on
+    16-bit ones it takes 1 - acp_t before the cast, diffusers after."""
     a = acp[t].to(x0.dtype).sqrt().view(-1, 1, 1, 1)
     s = (1.0 - acp[t]).to(x0.dtype).sqrt().view(-1, 1, 1, 1)
     return a * x0 + s * noise
@@ -60,3 +69,20 @@ def draw_noise(
         noise = noise + offset * torch.randn((b, c, 1, 1), generator=gen, device=dev)
     t = torch.randint(0, steps, (b,), generator=gen, device=dev)
     return noise, t
+
+
+def full_image_time_ids(height: int, width: int, dtype: Any = None, device: Any = None) -> Any:
+    """[1, 6] SDXL size conditioning of an uncropped picture: original size (h, w), crop
+    top-left (0, 0), target size (h, w), as diffusers' pipeline builds it."""
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
+    return torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype, device=device)
+
+
+def predict(unet: Any, noisy: Any, t: Any, context: Any, pooled: Any, time_ids: Any) -> Any:
+    """The SDXL UNet's epsilon prediction for `noisy` latents at timesteps `t`: cross-attention
+    on `context` [B, L, D] and the added conditions, the pooled bigG embedding [B, P] and the
+    size ids [B, 6]."""
+    cond = {"text_embeds": pooled, "time_ids": time_ids}
+    return unet(noisy, t, encoder_hidden_states=context, added_cond_kwargs=cond).sample
