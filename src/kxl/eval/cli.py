@@ -230,7 +230,8 @@ def _report(args: argparse.Namespace) -> int:
         generated={m["name"]: (t, Path(d)) for d, (t, m) in
                    zip(args.generated, generated, strict=True)},
         models=[m for _, m in generated], ccip=summary["ccip"], examples=args.examples,
-        conditioning=[json.loads(Path(p).read_text()) for p in args.conditioning])
+        conditioning=[json.loads(Path(p).read_text()) for p in args.conditioning],
+        pairs=summary["pairs"])
     write_text(args.out, render_report(inputs))
     print(f"ccip-report: {args.out}")
     record("eval", [args.out], [args.scores, args.characters, args.refs, args.summary,

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from kxl.eval.pairs import ALPHA, pair_table
+from kxl.eval.pairs import ALPHA
 
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 THUMB = 96
@@ -37,6 +37,7 @@ class ReportInputs:
     ccip: dict[str, Any]          # repo_id, revision, commit, model, threshold, stand_in
     examples: int = 3
     conditioning: list[dict[str, Any]] = field(default_factory=list)  # probe JSON per model
+    pairs: list[dict[str, Any]] = field(default_factory=list)  # summary.json's, kxl.eval.pairs
 
 
 def esc(x: Any) -> str:
@@ -267,7 +268,7 @@ def render_report(inp: ReportInputs) -> str:
         "(difference &le; threshold = same character); score = fraction of (reference, "
         "generated) pairs judged the same, averaged per generated image.</p>"
         "<h2>Headline</h2>" + headline(inp, names)
-        + pairs_section(pair_table(inp.scores, names))
+        + pairs_section(inp.pairs)
         + "<h2>Distribution</h2>" + histogram_svg(inp, names)
         + "<h2>Characters</h2><p>Click a header to sort; gap = "
         + (f"{esc(names[1])} &minus; {esc(names[0])}" if len(names) >= 2 else "n/a")

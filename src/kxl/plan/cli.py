@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,30 +45,6 @@ def _make(args: argparse.Namespace) -> int:
     return 0
 
 
-def plan_section_of(plan: str) -> dict:
-    """The plan section a plan file was made with, from provenance records: the plan's own
-    (stage plan), or for a plan derived from another (`kxl emulate-resume` writes the data order
-    of a crashed run's resume) the record of the plan it was derived from, followed back."""
-    from kxl.errors import KxlError
-    from kxl.provenance import record_path
-
-    path, seen = plan, set()
-    while path not in seen:
-        seen.add(path)
-        rec = Path(record_path(path))
-        if not rec.is_file():
-            raise KxlError(f"{rec}: no provenance record beside the plan; pass --config-json")
-        data = json.loads(rec.read_text())
-        if data.get("stage") == "plan":
-            return dict(data["config"])
-        plans = [p for p in data.get("inputs", {}) if p.endswith(".parquet")]
-        if len(plans) != 1:
-            break
-        path = plans[0]
-    raise KxlError(f"{plan}: its provenance records lead to no plan section (stage plan); "
-                   "pass --config-json")
-
-
 def _explain(args: argparse.Namespace) -> int:
     import polars as pl
 
@@ -78,7 +53,7 @@ def _explain(args: argparse.Namespace) -> int:
     from kxl.config import section_from_json
     from kxl.errors import KxlError
     from kxl.plan.config import PlanConfig
-    from kxl.plan.explain import format_step, step_table
+    from kxl.plan.explain import format_step, plan_section_of, step_table
     from kxl.plan.read import read_plan_from
     from kxl.tables import read_table
 

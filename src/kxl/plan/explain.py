@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import polars as pl
@@ -44,3 +45,26 @@ def format_step(step: int, df: pl.DataFrame) -> str:
             f"seed {r['sample_seed']}\n    caption: {r['seen_caption']}"
         )
     return "\n".join(lines)
+
+
+def plan_section_of(plan: str) -> dict:
+    """The plan section a plan file was made with, from provenance records: the plan's own
+    (stage plan), or for a plan derived from another (`kxl emulate-resume` writes the data order
+    of a crashed run's resume) the record of the plan it was derived from, followed back."""
+    from kxl.provenance import record_path
+
+    path, seen = plan, set()
+    while path not in seen:
+        seen.add(path)
+        rec = record_path(path)
+        if not rec.is_file():
+            raise KxlError(f"{rec}: no provenance record beside the plan; pass --config-json")
+        data = json.loads(rec.read_text())
+        if data.get("stage") == "plan":
+            return dict(data["config"])
+        plans = [p for p in data.get("inputs", {}) if p.endswith(".parquet")]
+        if len(plans) != 1:
+            break
+        path = plans[0]
+    raise KxlError(f"{plan}: its provenance records lead to no plan section (stage plan); "
+                   "pass --config-json")
