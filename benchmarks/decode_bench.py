@@ -186,10 +186,11 @@ def _steps(images, storage: str, workers: int, n_steps: int) -> dict:
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment, write_tiny_inputs
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, {"lokr": {"preset": str(ROOT / "config/lycoris/kohaku_xl.toml")},
                                   "tensorboard": False, "warmup_steps": 0,
+                                  "caption_tag_dropout": 0.15,
                                   "data_workers": workers}, "train")
     with tempfile.TemporaryDirectory() as tmp:
         inputs = write_tiny_inputs(Path(tmp) / "in", steps=n_steps + 1, world=1, accum=1,
@@ -201,8 +202,7 @@ def _steps(images, storage: str, workers: int, n_steps: int) -> dict:
             ids = read_table(inputs["buckets"]).sort("id")["id"].to_numpy()
             source = _decoded_source(images, ids, bucket_hw=(64, 64))
         trainer = Trainer(build_models("tiny", seed=0), data, source, cfg, 0, Path(tmp) / "out",
-                          World(0, 1, 0, torch.device("cpu")), stub_augment,
-                          CaptionAug(True, 0.15))
+                          World(0, 1, 0, torch.device("cpu")), stub_augment)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # see the module docstring
         try:

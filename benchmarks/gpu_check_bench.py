@@ -36,18 +36,18 @@ def _trainer(models, inputs: dict, out: Path, over: dict, device: str):  # type:
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import stub_augment
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, {
         "lokr": {"preset": str(ROOT / "config/lycoris/kohaku_xl.toml")},
         "lr_unet": 2e-5, "lr_text_encoder": 5e-6, "warmup_steps": 0, "tensorboard": False,
         "gradient_checkpointing": True, "mixed_precision": "fp16", "save_precision": "fp16",
-        **over,
+        "caption_tag_dropout": 0.15, **over,
     }, "train")
     data = load_plan_data(inputs["plan"], inputs["captions"], inputs["buckets"], 0, 1)
     world = World(0, 1, 0, torch.device(device))
     return Trainer(models, data, PixelCache(inputs["cache"]), cfg, 1337, out, world,
-                   stub_augment, CaptionAug(True, 0.15))
+                   stub_augment)
 
 
 def _speed(base, inputs: dict, tmp: Path, full_fp16: bool, device: str = "cuda",  # type: ignore[no-untyped-def]

@@ -30,7 +30,7 @@ def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool =
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment, write_tiny_inputs
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     root = Path(__file__).resolve().parents[1]
     cfg = from_dict(
@@ -39,6 +39,7 @@ def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool =
             "lokr": {"preset": str(root / "config/lycoris/kohaku_xl.toml")},
             "tensorboard": False,
             "warmup_steps": 0,
+            "caption_tag_dropout": 0.15,
             # as epsilon.yaml: SDXL activations do not fit without recomputation
             "gradient_checkpointing": ckpt,
             "mixed_precision": precision,
@@ -60,7 +61,6 @@ def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool =
             Path(tmp) / "out",
             world,
             stub_augment,
-            CaptionAug(True, 0.15),
         )
         trainer.step(0)
         if device == "cuda":

@@ -45,7 +45,6 @@ rule train:
         "logs/benchmarks/train.tsv"
     params:
         train=section("train"),
-        plan=section("plan"),
         seed=config["seed"],
         nproc=train_nproc,
     threads: TRAIN_RUN["threads"]
@@ -62,7 +61,7 @@ rule train:
         " --buckets {input.buckets} --cache-index {input.cache_index}"
         " --dataset {input.dataset} --images-root results/images"
         " --captions {input.captions} --base {input.base} --config-dir {input.config_dir}"
-        " --config-json {params.train:q} --plan-config-json {params.plan:q} --seed {params.seed}"
+        " --config-json {params.train:q} --seed {params.seed}"
         " --out-dir results/train --lokr {output.lokr} --resume auto > {log} 2>&1"
 
 

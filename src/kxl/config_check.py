@@ -27,7 +27,10 @@ def config_problem(config: dict[str, Any], schema_path: str | Path) -> str | Non
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
-        return f"{where}: unknown key(s) {unknown}; allowed: {allowed}"
+        moved = [f"{where}.{k} is now {MOVED[f'{where}.{k}']}" for k in unknown
+                 if f"{where}.{k}" in MOVED]
+        return (f"{where}: unknown key(s) {unknown}; allowed: {allowed}"
+                + (f" ({'; '.join(moved)})" if moved else ""))
     if error.validator == "required":
         return f"{where}: {error.message}"
     expected = {k: v for k, v in error.schema.items() if k not in ("description", "properties")}
@@ -61,6 +64,9 @@ SECTIONS = {
     "eval.conditioning": ("kxl.eval.config", "ConditioningConfig"),
     "eval.ccip": ("kxl.eval.config", "CcipConfig"),
 }
+# Keys that moved to the stage that reads them: an old config naming them is told where.
+MOVED = {"plan.caption_shuffle": "train.caption_shuffle",
+         "plan.caption_tag_dropout": "train.caption_tag_dropout"}
 # Fields a rule fills in from their owner's section instead of the config's.
 RULE_SUPPLIED = {"eval.generate.tag_word_sep": "captions.tag_word_sep (rules/eval.smk)"}
 

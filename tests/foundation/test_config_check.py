@@ -43,8 +43,13 @@ def test_both_shipped_configs_validate() -> None:
     ("bogus", 1, "(top level): unknown key(s) ['bogus']; allowed: ['audit', "),
     ("plan.bogus", 1, "plan: unknown key(s) ['bogus']; allowed: ["),
     ("plan.batch_size", "x", "plan.batch_size: 'x' is not valid (type: expected type='integer'"),
-    ("plan.caption_tag_dropout", 1.5, "plan.caption_tag_dropout: 1.5 is not valid "
-                                      "(exclusiveMaximum"),
+    ("train.caption_tag_dropout", 1.5, "train.caption_tag_dropout: 1.5 is not valid "
+                                       "(exclusiveMaximum"),
+    # an old config: the caption settings moved to the stage that reads them
+    ("plan.caption_shuffle", True, "plan: unknown key(s) ['caption_shuffle']; allowed: "
+                                   "['batch_size', 'epochs', 'grad_accum', 'max_steps', "
+                                   "'partial_batch', 'world_size'] (plan.caption_shuffle is now "
+                                   "train.caption_shuffle)"),
     ("seed", KeyError, "(top level): 'seed' is a required property"),
 ])
 def test_problem_names_the_key_path(path, value, expected) -> None:

@@ -41,7 +41,7 @@ def test_every_section_a_cli_parses_is_registered() -> None:
 
 
 @pytest.mark.parametrize("path", ["buckets.crop_convention", "train.lokr.factor",
-                                  "eval.generate.negative_prompt", "plan.caption_shuffle"])
+                                  "eval.generate.negative_prompt", "train.caption_shuffle"])
 def test_a_deleted_key_is_named_instead_of_defaulted(path) -> None:
     cfg = copy.deepcopy(DEFAULT)
     *parents, last = path.split(".")

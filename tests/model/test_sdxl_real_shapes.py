@@ -142,7 +142,7 @@ def test_full_depth_sdxl_trains_in_bf16_and_resumes_bit_identically(real_base, t
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import stub_augment, write_tiny_inputs
-    from kxl.train.trainer import CaptionAug, Trainer, run
+    from kxl.train.trainer import Trainer, run
 
     path, config, _ = real_base
     assert load_dtype(path, torch.bfloat16) == torch.float16  # the file's own dtype: ~7 GB
@@ -151,7 +151,8 @@ def test_full_depth_sdxl_trains_in_bf16_and_resumes_bit_identically(real_base, t
     cfg = from_dict(TrainConfig, {
         "lokr": {"preset": str(ROOT / "config/lycoris/kohaku_xl.toml")},
         "mixed_precision": "bf16", "gradient_checkpointing": True, "tensorboard": False,
-        "warmup_steps": 0, "checkpoint_steps": [2], "save_precision": "fp16"}, "train")
+        "warmup_steps": 0, "checkpoint_steps": [2], "save_precision": "fp16",
+        "caption_tag_dropout": 0.15}, "train")
     data = load_plan_data(inputs["plan"], inputs["captions"], inputs["buckets"], 0, 1)
 
     gc.collect()  # the LoKr test's model goes first
@@ -162,7 +163,7 @@ def test_full_depth_sdxl_trains_in_bf16_and_resumes_bit_identically(real_base, t
                 for k, v in t.adapter.state_dict().items()}
 
     t = Trainer(models, data, PixelCache(inputs["cache"]), cfg, 1337, tmp_path / "out",
-                World(0, 1, 0, torch.device("cpu")), stub_augment, CaptionAug(True, 0.15))
+                World(0, 1, 0, torch.device("cpu")), stub_augment)
     assert t.m.unet.dtype == t.m.text_encoder_2.dtype == torch.bfloat16
     assert t.m.vae.dtype == torch.float32
     assert sum(p.numel() for p in t.params) > 380e6  # the full-matrix LoKr + norms

@@ -16,7 +16,7 @@ from kxl.train.config import TrainConfig
 from kxl.train.data import PixelCache, load_plan_data
 from kxl.train.dist import init_world, shutdown
 from kxl.train.testing import build_models, stub_augment
-from kxl.train.trainer import CaptionAug, Trainer, run
+from kxl.train.trainer import Trainer, run
 
 
 def main() -> None:
@@ -40,7 +40,6 @@ def main() -> None:
         out,
         world,
         stub_augment,
-        CaptionAug(True, 0.15),
     )
     run(trainer, resume, out / "lokr.safetensors", log=lambda s: print(s, file=sys.stderr))
     shutdown(world)

@@ -59,8 +59,6 @@ def test_kxl_train_cli(tiny_inputs, base, tmp_path, capsys) -> None:
         str(base / "config"),
         "--config-json",
         config_json(checkpoint_every=3, max_steps=3),
-        "--plan-config-json",
-        json.dumps({"caption_shuffle": True, "caption_tag_dropout": 0.15}),
         "--seed",
         "1337",
         "--out-dir",
@@ -81,7 +79,11 @@ def test_kxl_train_cli(tiny_inputs, base, tmp_path, capsys) -> None:
     assert "resumed from" in capsys.readouterr().err
 
 
-def test_bad_train_config_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
+@pytest.mark.parametrize(("setting", "named"), [
+    ('"warmup_counting": "per_gpu"', "train.warmup_counting"),
+    ('"caption_tag_dropout": 1.0', "config train.caption_tag_dropout: must be in [0, 1), got 1.0"),
+])
+def test_bad_train_config_is_one_line(tiny_inputs, tmp_path, capsys, setting, named) -> None:
     args = [
         "train",
         "--plan",
@@ -97,9 +99,7 @@ def test_bad_train_config_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
         "--config-dir",
         "d",
         "--config-json",
-        '{"lokr": {"preset": "x.toml"}, "warmup_counting": "per_gpu"}',
-        "--plan-config-json",
-        "{}",
+        '{"lokr": {"preset": "x.toml"}, ' + setting + "}",
         "--seed",
         "1",
         "--out-dir",
@@ -109,7 +109,7 @@ def test_bad_train_config_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
     ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "train.warmup_counting" in err
+    assert err.count("\n") == 0 and named in err
 
 
 def test_storage_none_without_dataset_is_one_line(tiny_inputs, tmp_path, capsys) -> None:
@@ -124,7 +124,6 @@ def test_storage_none_without_dataset_is_one_line(tiny_inputs, tmp_path, capsys)
         "--base", "b",
         "--config-dir", "d",
         "--config-json", config_json(),
-        "--plan-config-json", json.dumps({"caption_shuffle": True, "caption_tag_dropout": 0.1}),
         "--seed", "1",
         "--out-dir", str(tmp_path),
         "--lokr", str(tmp_path / "l.safetensors"),

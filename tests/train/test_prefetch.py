@@ -85,11 +85,11 @@ def test_asking_out_of_plan_order_is_refused(tiny_inputs, images) -> None:
 def _trainer(tiny_inputs, source, out, **over):
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**over), "train")
     return Trainer(build_models("tiny", seed=0), _plan(tiny_inputs), source, cfg, 1337, out,
-                   World(0, 1, 0, torch.device("cpu")), stub_augment, CaptionAug(True, 0.15))
+                   World(0, 1, 0, torch.device("cpu")), stub_augment)
 
 
 def _train(tiny_inputs, source, out, resume: str = "none", **over):

@@ -28,7 +28,7 @@ def _trainer(inputs, out: Path, run_inputs: dict | None = None, **over):
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**over), "train")
     data = load_plan_data(inputs["plan"], inputs["captions"], inputs["buckets"], 0, 1)
@@ -42,7 +42,6 @@ def _trainer(inputs, out: Path, run_inputs: dict | None = None, **over):
         out,
         world,
         stub_augment,
-        CaptionAug(True, 0.15),
         run_inputs,
     )
 

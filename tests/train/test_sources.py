@@ -157,14 +157,13 @@ def test_latent_index_with_a_missing_file_is_one_line(tiny_inputs, images, tmp_p
 def _train(tiny_inputs, source, out) -> None:
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment
-    from kxl.train.trainer import CaptionAug, Trainer, run
+    from kxl.train.trainer import Trainer, run
 
     cfg = from_dict(TrainConfig, tiny_config(max_steps=STEPS), "train")
     data = _plan(tiny_inputs, 0, 1)
     world = World(0, 1, 0, torch.device("cpu"))
     trainer = Trainer(
         build_models("tiny", seed=0), data, source, cfg, 1337, out, world, stub_augment,
-        CaptionAug(True, 0.15),
     )
     run(trainer, "none", out / "lokr.safetensors", log=lambda s: None)
 
@@ -199,14 +198,13 @@ def test_training_with_cache_none_is_bit_identical(tiny_inputs, images, tmp_path
 def _trainer(tiny_inputs, source, out):
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(max_steps=STEPS), "train")
     data = _plan(tiny_inputs, 0, 1)
     world = World(0, 1, 0, torch.device("cpu"))
     return Trainer(
         build_models("tiny", seed=0), data, source, cfg, 1337, out, world, stub_augment,
-        CaptionAug(True, 0.15),
     )
 
 

@@ -23,23 +23,22 @@ from kxl.train import fingerprint
 from kxl.train.config import RunResources, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CAPTION = (True, 0.15)
 
 
 def quiet(_: str) -> None:
     pass
 
 
-def _trainer(inputs, out: Path, caption=DEFAULT_CAPTION, seed: int = 1337, data=None, **over):
+def _trainer(inputs, out: Path, seed: int = 1337, data=None, **over):
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**over), "train")
     data = data or load_plan_data(inputs["plan"], inputs["captions"], inputs["buckets"], 0, 1)
     return Trainer(build_models("tiny", seed=0), data, PixelCache(inputs["cache"]), cfg, seed,
-                   out, World(0, 1, 0, torch.device("cpu")), stub_augment, CaptionAug(*caption),
+                   out, World(0, 1, 0, torch.device("cpu")), stub_augment,
                    {"base": "1" * 64})
 
 
@@ -69,6 +68,7 @@ OTHER_VALUE = {
     "max_grad_norm": 2.0, "beta_start": 0.001, "beta_end": 0.02, "num_train_timesteps": 500,
     "vae_scale": 0.13025, "max_token_length": 75, "mixed_precision": "no",
     "rng_streams": "shared", "full_fp16": True, "init_lokr": "other.safetensors", "init_step": 5,
+    "caption_shuffle": False, "caption_tag_dropout": 0.5,
 }
 OTHER_LOKR = {"preset": "other.toml", "dim": 8, "alpha": 1.0, "conv_dim": 8, "conv_alpha": 1.0,
               "factor": 4, "train_norm": False}
@@ -79,9 +79,8 @@ FREE_VALUE = {
 }
 
 
-def _settings(cfg: TrainConfig, caption=DEFAULT_CAPTION, seed: int = 1) -> dict:
-    return fingerprint.settings(to_dict(cfg), {"shuffle": caption[0], "tag_dropout": caption[1]},
-                                seed)
+def _settings(cfg: TrainConfig, seed: int = 1) -> dict:
+    return fingerprint.settings(to_dict(cfg), seed)
 
 
 def test_every_train_field_is_in_the_fingerprint_or_declared_resume_free() -> None:
@@ -104,19 +103,28 @@ def test_every_train_field_is_in_the_fingerprint_or_declared_resume_free() -> No
         assert problem and "train.lokr=" in problem, key
     for key, value in FREE_VALUE.items():
         assert _settings(dataclasses.replace(base, **{key: value})) == ref, key
-    # the caption augmentation and the seed are part of it too
-    assert "caption.tag_dropout=0.15" in fingerprint.settings_mismatch(
-        ref, _settings(base, caption=(True, 0.5)))
-    assert "caption.shuffle=True" in fingerprint.settings_mismatch(
-        ref, _settings(base, caption=(False, 0.15)))
+    # the seed is part of it too
     assert "seed=1" in fingerprint.settings_mismatch(ref, _settings(base, seed=2))
+
+
+def test_a_checkpoint_from_before_the_caption_move_still_matches() -> None:
+    """Checkpoints written while the caption settings came from the plan section name them
+    `caption.shuffle` / `caption.tag_dropout`; the same values under train: continue them."""
+    now = _settings(TrainConfig(lokr=LokrSpec(preset="kohaku.toml"), caption_shuffle=True,
+                                caption_tag_dropout=0.15))
+    old = {k: v for k, v in now.items() if not k.startswith("train.caption_")}
+    assert fingerprint.settings_mismatch({**old, "caption.shuffle": True,
+                                          "caption.tag_dropout": 0.15}, now) is None
+    assert fingerprint.settings_mismatch({**old, "caption.shuffle": True,
+                                          "caption.tag_dropout": 0.5}, now) == (
+        "made with train.caption_tag_dropout=0.5, config now has 0.15")
 
 
 # -- reruns after a change equal fresh runs ------------------------------------------------
 
 @pytest.mark.parametrize("change", [
-    {"caption": (True, 0.5)},           # plan.caption_tag_dropout (measured stale in issue 21)
-    {"caption": (False, 0.15)},         # plan.caption_shuffle
+    {"caption_tag_dropout": 0.5},       # train.caption_tag_dropout (measured stale in issue 21)
+    {"caption_shuffle": False},         # train.caption_shuffle
     {"noise_offset": 0.0},              # a train setting
     {"seed": 7},                        # the run seed
 ])

@@ -18,6 +18,8 @@ def tiny_config(**over) -> dict:
         "warmup_steps": 2,
         "tensorboard": False,
         "keep_last": 2,
+        "caption_shuffle": True,
+        "caption_tag_dropout": 0.15,
     }
     cfg.update(over)
     return cfg
@@ -36,10 +38,10 @@ def tiny_trainer(inputs: dict, out: Path, over: dict | None = None, device: str 
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
     from kxl.train.testing import build_models, stub_augment
-    from kxl.train.trainer import CaptionAug, Trainer
+    from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**(over or {})), "train")
     data = load_plan_data(inputs["plan"], inputs["captions"], inputs["buckets"], 0, 1)
     world = World(0, 1, 0, torch.device(device))
     return Trainer(build_models("tiny", seed=0), data, PixelCache(inputs["cache"]), cfg, 1337,
-                   out, world, stub_augment, CaptionAug(True, 0.15))
+                   out, world, stub_augment)

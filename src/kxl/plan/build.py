@@ -147,5 +147,4 @@ def _summary(plan: pl.DataFrame, cfg: PlanConfig, run_seed: int, images: int, st
         "samples": plan.height, "epochs": len(per_epoch), "partial_batch": cfg.partial_batch,
         "seed": run_seed, "per_epoch": per_epoch,
         "sample_seed": "splitmix64(splitmix64(splitmix64(seed) ^ epoch) ^ post_id) mod 2**64",
-        "caption_shuffle": cfg.caption_shuffle, "caption_tag_dropout": cfg.caption_tag_dropout,
     }

@@ -20,9 +20,6 @@ class PlanConfig:
     # keep: a bucket's last micro-batch may be short (sd-scripts 0.8.7); drop: it is skipped
     # (counted in summary.json); fill: topped up with images from the start of the same bucket.
     partial_batch: PartialBatch = "keep"
-    # Read by training and `kxl explain-step`: per-step caption augmentation.
-    caption_shuffle: bool = True
-    caption_tag_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "grad_accum", "world_size", "epochs"):
@@ -30,6 +27,3 @@ class PlanConfig:
                 raise KxlError(f"config plan.{key}: must be >= 1, got {getattr(self, key)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise KxlError(f"config plan.max_steps: must be >= 1 or null, got {self.max_steps}")
-        if not 0.0 <= self.caption_tag_dropout < 1.0:
-            raise KxlError("config plan.caption_tag_dropout: must be in [0, 1), got "
-                           f"{self.caption_tag_dropout}")

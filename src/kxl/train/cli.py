@@ -1,4 +1,5 @@
-"""CLI of stage train: `kxl train` (one process, or one per rank under torchrun)."""
+"""CLI of stage train: `kxl train` (one process, or one per rank under torchrun), `kxl lokr-table`,
+`kxl step-lokr` and `kxl explain-step` (what a step of the training run saw)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", required=True, help="SDXL single file (results/base/base.safetensors)")
     p.add_argument("--config-dir", required=True, help="diffusers configs + tokenizers of --base")
     p.add_argument("--config-json", required=True, help="the train config section")
-    p.add_argument("--plan-config-json", required=True, help="the plan section (caption settings)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out-dir", required=True, help="checkpoints/, metrics.csv, tensorboard/")
     p.add_argument("--lokr", required=True, help="final adapter (kohya keys)")
@@ -44,6 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the train section (its save_precision: the released files' dtype)")
     e.add_argument("--out", required=True)
     e.set_defaults(func=_step_lokr)
+    x = sub.add_parser("explain-step", help="print what optimizer step N of the training run "
+                       "saw, captions as its text encoder got them")
+    x.add_argument("step", type=int)
+    x.add_argument("--rank", type=int, default=None)
+    x.add_argument("--plan", default="results/plan/plan.parquet",
+                   help="or a plan derived from it (kxl emulate-resume)")
+    x.add_argument("--captions", default="results/captions/captions.parquet")
+    x.add_argument("--buckets", default="results/buckets/buckets.parquet")
+    x.add_argument("--lokr", default="results/epsilon-lokr.safetensors",
+                   help="the run's LoKr: its provenance record has the caption settings")
+    x.add_argument("--config-json", default=None, help="a train: section as JSON instead "
+                   "(only caption_shuffle and caption_tag_dropout are read)")
+    x.set_defaults(func=_explain)
 
 
 def _lokr_table(args: argparse.Namespace) -> int:
@@ -72,6 +85,37 @@ def _step_lokr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from kxl.buckets.schema import BUCKETS_SCHEMA
+    from kxl.captions.augment import augment
+    from kxl.errors import KxlError
+    from kxl.plan.read import read_plan_from
+    from kxl.tables import read_table
+    from kxl.train.explain import caption_of, format_step, step_table, trained_caption
+
+    if args.config_json is None:
+        caption = trained_caption(args.lokr)
+    else:
+        try:
+            given = json.loads(args.config_json)
+        except json.JSONDecodeError as exc:
+            raise KxlError(f"--config-json: invalid JSON ({exc.msg} at char {exc.pos})") from exc
+        if not isinstance(given, dict):
+            raise KxlError(f"--config-json: expected the train section, got {given!r}")
+        caption = caption_of(given, "--config-json")
+    rows = read_plan_from(args.plan, args.step, args.rank, until=args.step + 1)
+    if rows.height == 0:
+        raise KxlError(f"{args.plan}: no rows for step {args.step}"
+                       + (f" rank {args.rank}" if args.rank is not None else "")
+                       + "; see summary.json for the number of steps")
+    captions = read_table(args.captions, {"id": pl.Int64, "caption": pl.String})
+    df = step_table(rows, read_table(args.buckets, BUCKETS_SCHEMA), captions, augment, caption)
+    print(format_step(args.step, df))
+    return 0
+
+
 def run_inputs(
     args: argparse.Namespace, preset: str, sha256: Callable[[str], str] | None = None,
     init_lokr: str | None = None,
@@ -94,29 +138,16 @@ def run_inputs(
 
 def _run(args: argparse.Namespace) -> int:
     from kxl.captions.augment import augment
-    from kxl.config import from_dict, section_from_json, to_dict
-    from kxl.errors import KxlError
+    from kxl.config import section_from_json, to_dict
     from kxl.hashing import sha256_file
     from kxl.model.load import load_dtype, load_sdxl
     from kxl.provenance import record
     from kxl.train.config import TrainConfig
     from kxl.train.data import load_plan_data, open_pixel_source
     from kxl.train.dist import init_world, shutdown
-    from kxl.train.trainer import CaptionAug, Trainer, precision, run
+    from kxl.train.trainer import Trainer, precision, run
 
     cfg = section_from_json(TrainConfig, args.config_json, "train")
-    plan_cfg = json.loads(args.plan_config_json)
-    missing = [k for k in ("caption_shuffle", "caption_tag_dropout") if k not in plan_cfg]
-    if missing:
-        raise KxlError(f"config plan: missing key(s) {missing} (caption settings for training)")
-    caption = from_dict(
-        CaptionAug,
-        {
-            "shuffle": plan_cfg["caption_shuffle"],
-            "tag_dropout": float(plan_cfg["caption_tag_dropout"]),
-        },
-        "plan",
-    )
     world = init_world(want_cuda=True)
     log = lambda msg: print(f"[rank {world.rank}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     data = load_plan_data(args.plan, args.captions, args.buckets, world.rank, world.size)
@@ -139,7 +170,6 @@ def _run(args: argparse.Namespace) -> int:
         Path(args.out_dir),
         world,
         augment,
-        caption,
         inputs,
     )
     result = run(trainer, args.resume, Path(args.lokr), log=log)

@@ -38,6 +38,21 @@ class RunResources:
 
 
 @dataclass(frozen=True)
+class CaptionAug:
+    """Each sample's caption augmentation (kxl.captions.augment): shuffle the tags after the
+    keep separator, then drop each with probability tag_dropout, seeded by the plan's
+    sample_seed."""
+
+    shuffle: bool
+    tag_dropout: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tag_dropout < 1.0:
+            raise KxlError(f"config train.caption_tag_dropout: must be in [0, 1), got "
+                           f"{self.tag_dropout}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     lokr: LokrSpec
     run: RunResources = field(default_factory=RunResources)
@@ -61,6 +76,9 @@ class TrainConfig:
     # uses when sampling. A set value must agree with it (SDXL: 0.13025, sd-scripts' constant).
     vae_scale: float | None = None
     max_token_length: int = 225
+    # sd-scripts --shuffle_caption / --caption_tag_dropout_rate (read as `caption`).
+    caption_shuffle: bool = True
+    caption_tag_dropout: float = 0.0
     # sd-scripts --mixed_precision. fp16: autocast + GradScaler on CUDA, with the frozen UNet and
     # text encoders in fp16; on a CPU it runs fp32 (CPU fp16 kernels are slow or missing). bf16:
     # autocast with the frozen UNet and text encoders in bf16 on any device, no loss scaler
@@ -104,7 +122,12 @@ class TrainConfig:
     data_workers: int = 0
     prefetch: int = 2
 
+    @property
+    def caption(self) -> CaptionAug:
+        return CaptionAug(self.caption_shuffle, self.caption_tag_dropout)
+
     def __post_init__(self) -> None:
+        _ = self.caption  # CaptionAug checks caption_tag_dropout on load
         if self.init_step and self.init_lokr is None:
             raise KxlError(f"config train: init_step {self.init_step} needs init_lokr "
                            "(the LoKr file to continue from)")

@@ -2,11 +2,11 @@
 continued only by the run it belongs to.
 
 A rerun after any change that alters the math must give what a fresh run gives. So a checkpoint
-stores (a) every setting the train rule receives except the resume-free ones below, the caption
-augmentation and the seed, (b) the sha256 of every input file, and (c) the sha256 of the plan rows
-it has consumed. A resume compares all three; the step budget is checked apart (a checkpoint past
-it is never continued). A new TrainConfig field is part of the fingerprint unless it is added
-here with its reason.
+stores (a) every setting the train rule receives (the caption augmentation, train.caption_*,
+among them) except the resume-free ones below, and the seed, (b) the sha256 of every input file,
+and (c) the sha256 of the plan rows it has consumed. A resume compares all three; the step
+budget is checked apart (a checkpoint past it is never continued). A new TrainConfig field is
+part of the fingerprint unless it is added here with its reason.
 """
 
 from __future__ import annotations
@@ -34,16 +34,23 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True))
 
 
-def settings(train: dict[str, Any], caption: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The math-deciding settings, flat: `train.<key>`, `caption.<key>` and `seed`."""
+# Fingerprint keys of checkpoints written before a setting moved, under their present name:
+# the caption settings came from the plan section (`caption.<key>`) until they moved to train.
+RENAMED = {"caption.shuffle": "train.caption_shuffle",
+           "caption.tag_dropout": "train.caption_tag_dropout"}
+
+
+def settings(train: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The math-deciding settings, flat: `train.<key>` and `seed`."""
     out: dict[str, Any] = {"seed": seed}
     out.update({f"train.{k}": v for k, v in train.items() if k not in RESUME_FREE})
-    out.update({f"caption.{k}": v for k, v in caption.items()})
     return jsonable(out)
 
 
 def settings_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first setting that differs, in words (None: all equal)."""
+    """The first setting that differs, in words (None: all equal). `old` may use names from
+    before a move (RENAMED): a run in progress continues across the rename."""
+    old = {RENAMED.get(k, k): v for k, v in old.items()}
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             return f"made with {key}={old.get(key)!r}, config now has {new.get(key)!r}"

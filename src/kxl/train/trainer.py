@@ -44,14 +44,6 @@ def resolve_vae_scale(configured: float | None, vae_config_scale: float) -> floa
 
 
 @dataclass(frozen=True)
-class CaptionAug:
-    """Plan-section caption settings: shuffle, then tag dropout after the keep separator."""
-
-    shuffle: bool
-    tag_dropout: float
-
-
-@dataclass(frozen=True)
 class TrainResult:
     steps_run: int
     last_step: int
@@ -108,7 +100,6 @@ class Trainer:
         out_dir: Path,
         world: World,
         augment: Augment,
-        caption: CaptionAug,
         inputs: dict[str, str] | None = None,
     ) -> None:
         import torch
@@ -119,7 +110,7 @@ class Trainer:
         from kxl.train.seeding import derive_seed, set_deterministic
 
         self.m, self.data, self.pixels, self.cfg, self.seed = models, data, pixels, cfg, seed
-        self.world, self.augment, self.caption, self.out_dir = world, augment, caption, out_dir
+        self.world, self.augment, self.out_dir = world, augment, out_dir
         # sha256 of every input file that shapes the run (base, captions, pixels...): a
         # checkpoint continues only the run whose inputs hash the same
         self.inputs = dict(inputs or {})
@@ -158,7 +149,7 @@ class Trainer:
         self.ckpt = CheckpointManager(out_dir / "checkpoints", cfg.keep_last, cfg.checkpoint_steps)
         # the step budget: the plan's steps, or fewer under train.max_steps
         self.end = data.num_steps if cfg.max_steps is None else min(cfg.max_steps, data.num_steps)
-        self.settings = fingerprint.settings(to_dict(cfg), to_dict(caption), seed)
+        self.settings = fingerprint.settings(to_dict(cfg), seed)
         # the layout: only W*A decides the math when each sample's randomness is keyed by its
         # place in the step and the warmup counts optimizer steps; under per_rank / shared
         # streams or a per_process warmup the plan's W does too
@@ -339,8 +330,9 @@ class Trainer:
                 tuple(latents.shape), cfg.noise_offset, cfg.num_train_timesteps, gen
             )
         noisy = add_noise(latents, noise, self.acp, t)
+        aug = cfg.caption
         caps = [
-            self.augment(c, int(s), self.caption.shuffle, self.caption.tag_dropout)
+            self.augment(c, int(s), aug.shuffle, aug.tag_dropout)
             for c, s in zip(mb.captions, mb.sample_seeds, strict=True)
         ]
         ids1 = tokenize(caps, self.m.tokenizer, cfg.max_token_length).to(dev)
