@@ -94,3 +94,11 @@ def test_a_restarted_warmup_needs_a_checkpoint_to_continue(tiny_inputs, tmp_path
     trainer = tiny_trainer(tiny_inputs, tmp_path / "run")
     with pytest.raises(KxlError, match="--warmup restart needs --continue-from"):
         run(trainer, "auto", tmp_path / "x.safetensors", **QUIET, warmup="restart")
+
+
+def test_refuses_a_checkpoint_that_was_not_kept(tiny_inputs, exact, tmp_path) -> None:
+    trainer = tiny_trainer(_plan(tiny_inputs, tmp_path, K), tmp_path / "crash")
+    with pytest.raises(KxlError, match=r"step-00000002: no checkpoint to continue from \(the run "
+                       r"keeps the steps of train.checkpoint_steps\)$"):
+        run(trainer, "auto", tmp_path / "x.safetensors", **QUIET,
+            continue_from=exact / "checkpoints/step-00000002", warmup="restart")

@@ -305,6 +305,9 @@ class Trainer:
         if self.cfg.init_lokr is not None:
             raise KxlError("kxl train: --continue-from and train.init_lokr exclude each other "
                            "(one start point)")
+        if not path.is_dir():
+            raise KxlError(f"{path}: no checkpoint to continue from (the run keeps the steps of "
+                           "train.checkpoint_steps)")
         meta = self.ckpt.meta(path)
         problem = self.mismatch(meta)
         if problem:
