@@ -29,6 +29,7 @@ include: "rules/base.smk"
 include: "rules/train.smk"
 include: "rules/merge.smk"
 include: "rules/audit.smk"
+include: "rules/crash.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
 

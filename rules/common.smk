@@ -5,7 +5,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from kxl.audit.config import all_pairs, series_inputs
+from kxl.audit.config import all_pairs, crash_scenario, series_inputs
 from kxl.hub import is_local
 from kxl.config_check import config_problem
 
@@ -100,6 +100,20 @@ CHECKPOINT_STEPS = ",".join(str(s) for s in config["train"]["checkpoint_steps"])
 def audit_series_inputs(wildcards):
     """The rebuilt run's step files (and listed local paths) that one series reads."""
     return series_inputs(config["audit"], config["train"]["checkpoint_steps"], wildcards.name)
+
+
+# Stage audit: the crash scenarios of audit.crash (rules/crash.smk), checked against the kept
+# checkpoints (kxl.audit.config.crash_scenario); their series are `crash-<name>`.
+CRASH = {
+    name: crash_scenario(config["audit"]["crash"], name, config["train"]["checkpoint_steps"])
+    for name in config["audit"].get("crash") or {}
+}
+
+
+def crash_checkpoint(wildcards):
+    """The exact run's checkpoint the scenario continues (a folder training keeps, not a
+    declared output: the exact run's LoKr is the input that orders the scenario after it)."""
+    return f"results/train/checkpoints/step-{CRASH[wildcards.name].resume_step:08d}"
 
 
 # Stage eval: a compared model is a local file (an input, built first), a released name or

@@ -105,7 +105,8 @@ def unset_problem(config: dict[str, Any]) -> str | None:
 
 def cross_section_problem(config: dict[str, Any]) -> str | None:
     """What the schema cannot say: a released step the rebuilt run keeps no checkpoint at, a
-    diff named like a released-step comparison, a series with fewer than 2 steps, an eval model
+    diff named like a released-step comparison, a series with fewer than 2 steps, a crash
+    scenario that resumes from a step the run keeps no checkpoint at, an eval model
     that is neither a file, a released name nor hf://."""
     from kxl.audit.config import AuditConfig, all_pairs, series_files
     from kxl.config import from_dict
@@ -123,8 +124,8 @@ def cross_section_problem(config: dict[str, Any]) -> str | None:
         check_model_paths(((config.get("eval") or {}).get("generate") or {}).get("models") or [],
                           audit.get("released") or {})
         cfg = from_dict(AuditConfig, audit, "audit")
-        for name in sorted(cfg.series):
-            series_files(name, cfg.series_config(name), cfg.released, sorted(kept))
+        for name in sorted(cfg.all_series(sorted(kept))):  # checks the crash scenarios too
+            series_files(name, cfg.series_config(name, sorted(kept)), cfg.released, sorted(kept))
     except KxlError as exc:
         return str(exc).removeprefix("config ")
     return None

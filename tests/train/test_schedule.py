@@ -29,3 +29,12 @@ def test_per_process_is_global_at_step_times_world(step: int, warmup: int, world
     assert f == warmup_factor(step * world, warmup, 1, "global")
     assert 0.0 <= f <= 1.0
     assert warmup_factor(step + 1, warmup, world, "per_process") >= f
+
+
+def test_a_restarted_warmup_counts_from_its_step() -> None:
+    """A crash scenario's warmup restarted at its resume step 13600 (4 GPUs, per process): 0 at
+    13600, 0.4 after 100 steps, full after 250, as at the run's start."""
+    assert warmup_factor(13600, 1000, 4, "per_process", since=13600) == 0.0
+    assert warmup_factor(13700, 1000, 4, "per_process", since=13600) == 0.4
+    assert warmup_factor(13850, 1000, 4, "per_process", since=13600) == 1.0
+    assert warmup_factor(13700, 1000, 4, "global", since=13600) == 0.1

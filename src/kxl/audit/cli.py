@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--atol", type=float, help="max |a-b| at or below which a tensor is equal")
     p.add_argument("--ignore-dtype", action="store_true", help="dtype mismatches do not fail")
     p.add_argument("--plan", help="plan.parquet: with two run dirs, what the steps saw")
+    p.add_argument("--plan-b", help="B's own plan (a crash scenario's): with --plan, the first "
+                   "step whose data or learning rate differ, and its rows in each")
     p.add_argument("--report", help="self-contained HTML report to write")
     p.add_argument("--json", help="JSON report to write")
     p.add_argument("--exit-zero", action="store_true", help="exit 0 even when they differ")
@@ -72,7 +74,8 @@ def _diff(args: argparse.Namespace) -> int:
         tol = dataclasses.replace(tol, check_dtype=False)
     pa, pb = resolve(a, cfg.released, args.offline), resolve(b, cfg.released, args.offline)
     if pa.is_dir() and pb.is_dir():
-        report = diff_runs(pa, pb, Path(args.plan) if args.plan else None, tol)
+        report = diff_runs(pa, pb, Path(args.plan) if args.plan else None, tol,
+                           Path(args.plan_b) if args.plan_b else None)
     else:
         pbase = resolve(base, cfg.released, args.offline) if base else None
         report = diff_files(pa, pb, pbase, tol)
@@ -82,6 +85,8 @@ def _diff(args: argparse.Namespace) -> int:
         write_text(args.report, render_html(report))
     c = report["counts"]
     print(f"{report['mode']}: {'PASS' if report['passed'] else 'FAIL'} {c}")
+    if (div := report.get("run", {}).get("divergence")) is not None:
+        print(f"first divergent step {div['step']} (data {div['data_step']}, lr {div['lr_step']})")
     return 0 if report["passed"] or args.exit_zero else 1
 
 
@@ -107,8 +112,9 @@ def _emulate_resume(args: argparse.Namespace) -> int:
 
 def _series(args: argparse.Namespace) -> int:
     from kxl.atomic import write_json, write_text
-    from kxl.audit.config import AuditConfig, series_files
+    from kxl.audit.config import AuditConfig, crash_sources, series_files
     from kxl.audit.report import json_safe
+    from kxl.audit.runs import series_divergence
     from kxl.audit.series import series_report
     from kxl.audit.series_html import render_series_html
     from kxl.config import section_from_json
@@ -120,13 +126,15 @@ def _series(args: argparse.Namespace) -> int:
         steps = [int(s) for s in args.checkpoint_steps.split(",") if s.strip()]
     except ValueError as exc:
         raise KxlError(f"--checkpoint-steps {args.checkpoint_steps!r}: not integers") from exc
-    series = cfg.series_config(args.name)
+    series = cfg.series_config(args.name, steps)
     files = series_files(args.name, series, cfg.released, steps)
     kinds = {k: v if isinstance(v, str) else "list" for k, v in
              (("a", series.a), ("b", series.b)) if k in files}
     paths = {k: [str(resolve(f, cfg.released, args.offline)) for f in side.values()]
              for k, side in files.items()}
     report = series_report(args.name, kinds, files, paths, series.jump)
+    if sources := crash_sources(cfg.crash, args.name):
+        report["divergence"] = series_divergence(report["steps"], paths, sources)
     if args.json:
         write_json(args.json, json_safe(report))
     if args.report:
@@ -134,4 +142,6 @@ def _series(args: argparse.Namespace) -> int:
     print(f"series {args.name}: {len(report['steps'])} steps, {report['modules']} modules, "
           f"{len(report['flags'])} jump(s)"
           + "".join(f"; {f['series']} {f['block']} at {f['step']}" for f in report["flags"][:5]))
+    if (div := report.get("divergence")) is not None:
+        print(f"first divergent step {div['step']} (data {div['data_step']}, lr {div['lr_step']})")
     return 0

@@ -11,6 +11,14 @@ from kxl.hub import Released, is_local, release
 
 # The rebuilt run's LoKr at a checkpoint step (rule step_lokr exports it from the checkpoint).
 STEP_LOKR = "results/train/steps/step-{step:08d}.safetensors"
+# A crash scenario's files (rules/crash.smk): its emulated plan, training output dir (checkpoints,
+# metrics.csv) and LoKr at its checkpoint steps; its series is `crash-<name>`.
+PLAN = "results/plan/plan.parquet"
+TRAIN_METRICS = "results/train/metrics.csv"
+CRASH_DIR = "results/audit/crash/{name}"
+CRASH_PLAN = CRASH_DIR + "/plan.parquet"
+CRASH_STEP_LOKR = CRASH_DIR + "/steps/step-{step:08d}.safetensors"
+CRASH_SERIES = "crash-"
 
 
 def step_pairs(released: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -108,8 +116,62 @@ def series_inputs(audit: dict[str, Any], train_steps: list[int], name: str) -> l
     run's STEP_LOKR files and listed paths (Snakemake builds them first)."""
     cfg = from_dict(AuditConfig, audit, "audit")
     released = cfg.released
-    files = series_files(name, cfg.series_config(name), released, train_steps)
-    return sorted({f for side in files.values() for f in side.values() if is_local(f, released)})
+    files = series_files(name, cfg.series_config(name, train_steps), released, train_steps)
+    sources = crash_sources(cfg.crash, name) or {}  # a crash series names the data too
+    extra = {f for kind in sources.values() for f in kind.values()}
+    return sorted({f for side in files.values() for f in side.values() if is_local(f, released)}
+                  | extra)
+
+
+@dataclass(frozen=True)
+class CrashScenario:
+    """One `audit.crash.<name>`: the exact run crashed after its checkpoint `resume_step` and was
+    resumed as sd-scripts 0.8.7 resumed: the data order restarted (`reading`, kxl.audit.crash)
+    and the warmup restarted at the resume or continued (`warmup`, kxl.train.trainer
+    Trainer.continue_run). `window`: steps per window of damage.json."""
+
+    resume_step: int
+    reading: Literal["restart-epoch", "restart-run"] = "restart-epoch"
+    warmup: Literal["restart", "continue"] = "restart"
+    window: int = 1000
+
+
+def crash_scenario(crash: dict[str, Any], name: str, train_steps: list[int]) -> CrashScenario:
+    """The scenario, checked against the exact run's kept checkpoints: it continues checkpoint
+    resume_step, and a later kept step is what the comparison sees it diverge at."""
+    if name not in crash:
+        raise KxlError(f"config audit.crash has no entry {name!r}; known: {sorted(crash)}")
+    sc = from_dict(CrashScenario, crash[name], f"audit.crash.{name}")
+    if sc.resume_step not in train_steps:
+        raise KxlError(f"config audit.crash.{name}.resume_step: {sc.resume_step} is not in "
+                       f"train.checkpoint_steps {sorted(train_steps)} (the exact run keeps only "
+                       "those checkpoints to continue from)")
+    if not any(s > sc.resume_step for s in train_steps):
+        raise KxlError(f"config audit.crash.{name}.resume_step: {sc.resume_step} has no later "
+                       f"step in train.checkpoint_steps {sorted(train_steps)} to compare at")
+    return sc
+
+
+def crash_series(crash: dict[str, Any], train_steps: list[int]) -> dict[str, dict[str, Any]]:
+    """`crash-<name>` for each scenario: the rebuilt run (a) and the scenario (b) at the kept
+    checkpoint steps from its resume step on (the scenario writes its own checkpoint there)."""
+    out = {}
+    for name in sorted(crash):
+        k = crash_scenario(crash, name, train_steps).resume_step
+        out[CRASH_SERIES + name] = {"a": "rebuilt", "b": [
+            {"step": s, "file": CRASH_STEP_LOKR.format(name=name, step=s)}
+            for s in sorted(train_steps) if s >= k]}
+    return out
+
+
+def crash_sources(crash: dict[str, Any], series_name: str) -> dict[str, dict[str, str]] | None:
+    """What a crash scenario's series names its divergence from: `plans` and `metrics` of the
+    exact run (a) and the scenario (b); None for any other series."""
+    name = series_name.removeprefix(CRASH_SERIES)
+    if not series_name.startswith(CRASH_SERIES) or name not in crash:
+        return None
+    return {"plans": {"a": PLAN, "b": CRASH_PLAN.format(name=name)},
+            "metrics": {"a": TRAIN_METRICS, "b": CRASH_DIR.format(name=name) + "/metrics.csv"}}
 
 
 @dataclass(frozen=True)
@@ -118,12 +180,26 @@ class AuditConfig:
     released: dict[str, Any] = field(default_factory=dict)
     diffs: dict[str, Any] = field(default_factory=dict)
     series: dict[str, Any] = field(default_factory=dict)
+    crash: dict[str, Any] = field(default_factory=dict)
 
-    def series_config(self, name: str) -> Series:
-        if name not in self.series:
-            raise KxlError(f"config audit.series has no entry {name!r}; known: "
-                           f"{sorted(self.series)}")
-        return from_dict(Series, self.series[name], f"audit.series.{name}")
+    def all_series(self, train_steps: list[int]) -> dict[str, Any]:
+        """audit.series plus one `crash-<name>` series per crash scenario."""
+        generated = crash_series(self.crash, train_steps)
+        clash = sorted(set(self.series) & set(generated))
+        if clash:
+            raise KxlError(f"config audit.series: {clash[0]!r} is the name of a crash "
+                           "scenario's series (crash-<name>); rename the series")
+        return {**self.series, **generated}
+
+    def series_config(self, name: str, train_steps: list[int] | None = None) -> Series:
+        """audit.series.<name>, or with `train_steps` a crash scenario's `crash-<name>` too."""
+        raw = self.series.get(name)
+        if raw is None and train_steps is not None:
+            raw = self.all_series(train_steps).get(name)
+        if raw is None:
+            known = sorted(self.series) + [CRASH_SERIES + c for c in sorted(self.crash)]
+            raise KxlError(f"config audit.series has no entry {name!r}; known: {known}")
+        return from_dict(Series, raw, f"audit.series.{name}")
 
     def release(self, name: str) -> Released | None:
         return release(self.released, name)

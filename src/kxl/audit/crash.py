@@ -16,6 +16,11 @@ Readings of "restarted the data order" (the card does not say more):
   (N more steps, k + N in all).
 Each sample keeps its plan row (post, bucket, sample seed); only its step changes.
 
+`divergence` names the first step at which two runs' inputs differ between an equal and a
+differing checkpoint (the data in their plans, or the learning rate in their metrics.csv) and
+the rows that step trained on in each: `kxl diff` of two run dirs and a crash scenario's series
+report it (rules/crash.smk).
+
 `resume_damage` counts, per post, how often the original and the emulated plans show it: posts
 seen twice (or more) and posts never seen, by window of the original plan's steps and by bucket.
 """
@@ -107,3 +112,44 @@ def first_divergent_step(a: pl.DataFrame, b: pl.DataFrame) -> int | None:
                                  how="full", suffix="_b", coalesce=True)
     diff = joined.filter(pl.col("post_id").ne_missing(pl.col("post_id_b")))
     return int(diff["step"].min()) if diff.height else None
+
+
+ROW_COLUMNS = ["step", "rank", "micro", "slot", "post_id", "bucket", "sample_seed"]
+LR_COLUMNS = ["lr_text_encoder", "lr_unet"]
+
+
+def first_lr_step(a: pl.DataFrame, b: pl.DataFrame) -> int | None:
+    """The first step both metrics tables log whose learning rates differ."""
+    joined = a.select("step", *LR_COLUMNS).join(b.select("step", *LR_COLUMNS), on="step",
+                                                suffix="_b")
+    diff = joined.filter(pl.any_horizontal(pl.col(c) != pl.col(f"{c}_b") for c in LR_COLUMNS))
+    return int(diff["step"].min()) if diff.height else None
+
+
+def divergence(plan_a: pl.DataFrame, plan_b: pl.DataFrame, start: int, stop: int,
+               lr_a: pl.DataFrame | None = None, lr_b: pl.DataFrame | None = None
+               ) -> dict[str, Any]:
+    """Between checkpoint `start` (equal in both runs: the state after steps < start) and
+    checkpoint `stop` (different), the first step in [start, stop) whose inputs differ: its
+    plan rows (`data_step`) or, with both runs' metrics, its learning rates (`lr_step`). With
+    the same state and inputs a step computes the same, so that step is where the runs diverge;
+    `rows` lists what it trained on in each plan, `lr` its learning rates."""
+    window = (pl.col("step") >= start) & (pl.col("step") < stop)
+    a, b = plan_a.filter(window), plan_b.filter(window)
+    data_step = first_divergent_step(a, b)
+    lr_step = None
+    if lr_a is not None and lr_b is not None:
+        lr_step = first_lr_step(lr_a.filter(window), lr_b.filter(window))
+    found = [s for s in (data_step, lr_step) if s is not None]
+    step = min(found) if found else None
+    out: dict[str, Any] = {"window": [start, stop], "step": step, "data_step": data_step,
+                           "lr_step": lr_step, "rows": {}, "lr": {}}
+    if step is None:
+        return out
+    for side, plan, lr in (("a", a, lr_a), ("b", b, lr_b)):
+        rows = plan.filter(pl.col("step") == step).sort("rank", "micro", "slot")
+        out["rows"][side] = rows.select(ROW_COLUMNS).with_columns(
+            pl.col("sample_seed").cast(pl.String)).to_dicts()
+        at = lr.filter(pl.col("step") == step) if lr is not None else pl.DataFrame()
+        out["lr"][side] = at.select(LR_COLUMNS).row(0, named=True) if at.height else None
+    return out

@@ -58,6 +58,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def divergence_html(div: dict[str, Any] | None) -> str:
+    """The first divergent step between two runs and what it trained on in each
+    (kxl.audit.crash.divergence): a heading, a line and one row table per run."""
+    if div is None:
+        return "<h2>Divergence</h2><p>No step differs: the two runs' files are identical.</p>"
+    start, stop = div["window"]
+    if div["step"] is None:
+        return (f"<h2>Divergence</h2><p>Checkpoints {start} (equal) and {stop} (different): no "
+                "step between them differs in data or learning rate.</p>")
+    parts = [f"<h2>Divergence: step {div['step']}</h2><p>Checkpoint {start} is equal in both "
+             f"runs, {stop} differs; the first step in between whose inputs differ is "
+             f"<b>{div['step']}</b> (data first differs at {div['data_step']}, learning rate at "
+             f"{div['lr_step']}).</p>"]
+    for side in ("a", "b"):
+        lr = div["lr"].get(side)
+        parts.append(f"<h3>{side}: step {div['step']}"
+                     + (f", lr unet {_fmt(lr['lr_unet'])}, text encoders "
+                        f"{_fmt(lr['lr_text_encoder'])}" if lr else "") + "</h3>")
+        parts.append(_table(div["rows"].get(side, []), ["step", "rank", "micro", "slot",
+                                                        "post_id", "bucket", "sample_seed"]))
+    return "".join(parts)
+
+
 def render_html(report: dict[str, Any]) -> str:
     verdict = "PASS" if report["passed"] else "FAIL"
     failing = [r for r in report["tensors"] if r["status"] != "equal"]
@@ -84,6 +107,8 @@ def render_html(report: dict[str, Any]) -> str:
             parts.append(f"<p>plan steps {d['steps'][0]}..{d['steps'][1] - 1}: {d['samples']} "
                          f"samples, {d['unique_posts']} unique posts</p>")
             parts.append(_table(d["per_step"], ["step", "samples", "unique_posts", "buckets"]))
+        if "divergence" in run:
+            parts.append(divergence_html(run["divergence"]))
     parts.append(f"<h2>Tensors not equal ({len(failing)}, first {MAX_LISTED} listed)</h2>")
     parts.append(_table(failing[:MAX_LISTED], ["key", "status", "shape_a", "shape_b", "dtype_a",
                                                "dtype_b", "max_abs", "rel_l2", "cosine"]))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from kxl.audit.report import divergence_html
 from kxl.svg import DRAWN_SCRIPT, PALETTE, PLOT_CSS, Mark, Series, fmt, line_chart
 
 CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;"
@@ -72,6 +73,8 @@ def render_series_html(report: dict[str, Any]) -> str:
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{escape(title)}</h1><p>steps {report['steps']}; {report['modules']} modules; "
             "change = ||D_t - D_{t-1}|| / ||D_{t-1}||, rel L2 = ||Da - Db|| / ||Da||</p>"
-            f"<table>{sides}</table><h2>Jumps</h2>{_flags(report)}<p>{nav}</p>"
+            f"<table>{sides}</table><h2>Jumps</h2>{_flags(report)}"
+            + (divergence_html(report["divergence"]) if "divergence" in report else "")
+            + f"<p>{nav}</p>"
             + "".join(block_charts(report, b) for b in report["blocks"])
             + f"<script>{DRAWN_SCRIPT}</script></body></html>\n")

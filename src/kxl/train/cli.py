@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", required=True, help="checkpoints/, metrics.csv, tensorboard/")
     p.add_argument("--lokr", required=True, help="final adapter (kohya keys)")
     p.add_argument("--resume", default="auto", help="auto (newest valid checkpoint) | none | DIR")
+    p.add_argument("--continue-from", type=Path, help="a crash scenario: another run's "
+                   "checkpoint at step k, continued over --plan (same rows before k)")
+    p.add_argument("--warmup", default="continue", choices=["continue", "restart"],
+                   help="with --continue-from: restart the warmup at k, or continue it")
     p.set_defaults(func=_run)
     t = sub.add_parser("lokr-table", help="the LoKr's modules, factors, parameters and file size "
                        "per block kind at a model's real shapes (meta device: no weights)")
@@ -172,7 +176,8 @@ def _run(args: argparse.Namespace) -> int:
         augment,
         inputs,
     )
-    result = run(trainer, args.resume, Path(args.lokr), log=log)
+    result = run(trainer, args.resume, Path(args.lokr), log=log,
+                 continue_from=args.continue_from, warmup=args.warmup)
     log(
         f"trained {result.steps_run} step(s), last step {result.last_step}, loss {result.last_loss}"
     )

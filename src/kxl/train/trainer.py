@@ -26,6 +26,9 @@ from kxl.train.metrics import MetricsLog
 from kxl.train.schedule import LRSchedule
 
 Augment = Callable[[str, int, bool, float], str]
+# fingerprint key of a run whose warmup restarted at a continued checkpoint's step (its value)
+WARMUP_RESTART = "resume.warmup_restarted_at"
+WARMUPS = ("continue", "restart")
 SAVE_DTYPES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}  # torch dtype names
 
 
@@ -204,14 +207,15 @@ class Trainer:
         self.position.load_state_dict(state["data"])
         self.rng.load_state_dict(state["rng"])
 
-    def mismatch(self, meta: dict[str, Any]) -> str | None:
+    def mismatch(self, meta: dict[str, Any], settings: dict[str, Any] | None = None) -> str | None:
         """Why a checkpoint with `meta` cannot continue this run (None: it can).
 
         Its fingerprint (kxl.train.fingerprint: math-deciding settings, input files, the plan
-        rows it consumed) must be this run's, and its position inside the step budget."""
+        rows it consumed) must be this run's (`settings`: this run's, unless given), and its
+        position inside the step budget."""
         if "settings" not in meta:
             return "made by an older kxl that recorded no run fingerprint"
-        problem = fingerprint.settings_mismatch(meta["settings"], self.settings)
+        problem = fingerprint.settings_mismatch(meta["settings"], settings or self.settings)
         problem = problem or fingerprint.inputs_mismatch(meta.get("inputs") or {}, self.inputs)
         if problem:
             return problem
@@ -276,6 +280,40 @@ class Trainer:
                                "or use --resume auto / none to start over")
         self.load(path)
         log(f"resumed from {path} at plan step index {self.position.next_step}")
+
+    def continue_run(self, path: Path, warmup: str, log: Callable[[str], None]) -> None:
+        """`kxl train --continue-from`: a crash scenario (kxl.audit.crash) continues another
+        run's checkpoint at step k over its own plan, which must hold the same rows before k.
+
+        The checkpoint's fingerprint must be this run's: every math setting, every input file and
+        the plan rows of steps < k (so only the data from k on may differ). `warmup` restart:
+        the warmup counts again from k (`LRSchedule.warmup_from`), part of this run's
+        fingerprint from then on; `continue`: the checkpoint's schedule goes on. The first call
+        loads `path` and writes it again as this run's own checkpoint k; a rerun (preemption)
+        resumes this run's newest checkpoint instead."""
+        from kxl.errors import KxlError
+
+        if self.cfg.init_lokr is not None:
+            raise KxlError("kxl train: --continue-from and train.init_lokr exclude each other "
+                           "(one start point)")
+        if not path.is_dir():
+            raise KxlError(f"{path}: no checkpoint to continue from (the run keeps the steps of "
+                           "train.checkpoint_steps)")
+        meta = self.ckpt.meta(path)
+        problem = self.mismatch(meta)
+        if problem:
+            raise KxlError(f"{path}: cannot continue from this checkpoint: {problem}")
+        k = int(meta["next_step"])
+        if warmup == "restart":
+            self.settings[WARMUP_RESTART] = k
+        self.resume("auto", log)
+        if self.resumed:
+            return
+        self.load(path)
+        if warmup == "restart":
+            self.schedule.warmup_from = k
+        self.save()
+        log(f"continued from {path} at plan step index {k} (warmup: {warmup})")
 
     @contextlib.contextmanager
     def read_ahead(self, start: int) -> Iterator[None]:
@@ -409,20 +447,32 @@ class Trainer:
 
 
 def run(
-    trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None] = print
+    trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None] = print,
+    continue_from: Path | None = None, warmup: str = "continue",
 ) -> TrainResult:
-    """Resume, train to the end of the plan (or max_steps), write the final kohya-keyed LoKr.
-    The main process holds the out-dir's training lock throughout (kxl.train.lock)."""
+    """Resume (or continue another run's checkpoint: Trainer.continue_run), train to the end of
+    the plan (or max_steps), write the final kohya-keyed LoKr. The main process holds the
+    out-dir's training lock throughout (kxl.train.lock)."""
+    from kxl.errors import KxlError
     from kxl.train.lock import training_lock
 
+    if warmup not in WARMUPS:
+        raise KxlError(f"kxl train: warmup {warmup!r}: one of {list(WARMUPS)}")
+    if warmup != "continue" and continue_from is None:
+        raise KxlError(f"kxl train: --warmup {warmup} needs --continue-from (the checkpoint "
+                       "whose step the warmup restarts at)")
     with training_lock(trainer.out_dir) if trainer.world.main else contextlib.nullcontext():
-        return _run_locked(trainer, resume, lokr_out, log)
+        return _run_locked(trainer, resume, lokr_out, log, continue_from, warmup)
 
 
 def _run_locked(
-    trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None]
+    trainer: Trainer, resume: str, lokr_out: Path, log: Callable[[str], None],
+    continue_from: Path | None = None, warmup: str = "continue",
 ) -> TrainResult:
-    trainer.resume(resume, log)
+    if continue_from is not None:
+        trainer.continue_run(continue_from, warmup, log)
+    else:
+        trainer.resume(resume, log)
     if not trainer.resumed:
         trainer.init_from_lokr(log)
     cfg, end = trainer.cfg, trainer.end
