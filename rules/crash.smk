@@ -60,7 +60,6 @@ rule crash_train:
         "logs/benchmarks/crash_train_{name}.tsv"
     params:
         train=section("train"),
-        plan=section("plan"),
         seed=config["seed"],
         nproc=train_nproc,
         checkpoint=crash_checkpoint,
@@ -79,7 +78,7 @@ rule crash_train:
         " --buckets {input.buckets} --cache-index {input.cache_index}"
         " --dataset {input.dataset} --images-root results/images"
         " --captions {input.captions} --base {input.base} --config-dir {input.config_dir}"
-        " --config-json {params.train:q} --plan-config-json {params.plan:q} --seed {params.seed}"
+        " --config-json {params.train:q} --seed {params.seed}"
         " --out-dir results/audit/crash/{wildcards.name} --lokr {output.lokr} --resume auto"
         " --continue-from {params.checkpoint} --warmup {params.warmup} > {log} 2>&1"
 
