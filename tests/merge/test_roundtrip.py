@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from kxl.cli import main
-from kxl.merge.stfile import read_header
+from kxl.safetensors_header import read_header
 
 from .conftest import perturbed_network, save_adapter
 

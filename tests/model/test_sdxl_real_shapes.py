@@ -42,13 +42,14 @@ def real_base(tmp_path_factory):
 
 def test_single_file_has_sdxl_shapes_in_fp16(real_base) -> None:
     from kxl.model.load import check_single_file
-    from kxl.model.st_io import read_header
+    from kxl.safetensors_header import read_header
 
     path, config, report = real_base
     assert report["params"] == SDXL_PARAMS
-    header, meta = read_header(path)
-    assert {e["dtype"] for e in header.values()} == {"F16"}
-    values = sum(torch.Size(e["shape"]).numel() for e in header.values())
+    head = read_header(path)
+    header, meta = head.entries, head.metadata
+    assert {e.dtype for e in header.values()} == {"F16"}
+    values = sum(torch.Size(e.shape).numel() for e in header.values())
     assert values == sum(SDXL_PARAMS.values())  # every parameter, nothing else
     assert 2 * values < path.stat().st_size < 2 * values + 2_000_000  # fp16 data + header
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base"
