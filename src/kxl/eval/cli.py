@@ -86,14 +86,13 @@ def _characters(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import torch
 
-    from kxl.atomic import write_json
+    from kxl.atomic import atomic_dir, write_json
     from kxl.config import section_from_json, to_dict
     from kxl.eval.characters import CHARACTERS_SCHEMA
     from kxl.eval.config import GenerateConfig
     from kxl.eval.generate import IMAGES_SCHEMA, generate, load_pipeline, model_file, model_meta
     from kxl.eval.prompts import generation_jobs
     from kxl.hub import released_json
-    from kxl.images.fsutil import atomic_dir
     from kxl.provenance import record
     from kxl.tables import read_table, write_table
 
@@ -155,10 +154,10 @@ def _conditioning(args: argparse.Namespace) -> int:
 
 
 def _model_files(args: argparse.Namespace) -> int:
+    from kxl.atomic import atomic_dir
     from kxl.config import section_from_json, to_dict
     from kxl.eval import hfcache, standin
     from kxl.eval.config import CcipConfig
-    from kxl.images.fsutil import atomic_dir
     from kxl.provenance import record
 
     cfg = section_from_json(CcipConfig, args.config_json, "eval.ccip")

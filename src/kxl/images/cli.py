@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from kxl.images.fsutil import atomic_dir
+    from kxl.atomic import atomic_dir
     from kxl.images.synth import synth_shards
     from kxl.provenance import record
     from kxl.tables import read_table
@@ -54,8 +54,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from kxl.atomic import atomic_dir
     from kxl.images.fetch import fetch_shards, pin_hint
-    from kxl.images.fsutil import atomic_dir
     from kxl.images.synth import KEPT_ID, require_columns
     from kxl.provenance import record
     from kxl.tables import read_table
@@ -74,8 +74,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from kxl.atomic import atomic_dir
     from kxl.images.extract import DATASET_SCHEMA, DROPPED_SCHEMA, Limits, extract_images
-    from kxl.images.fsutil import atomic_dir
     from kxl.images.synth import KEPT_ID, require_columns
     from kxl.provenance import record
     from kxl.tables import read_table, write_table
