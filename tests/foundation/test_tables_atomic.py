@@ -9,7 +9,7 @@ import pytest
 from kxl.atomic import atomic_dir, atomic_path, atomic_symlink, write_json
 from kxl.errors import KxlError
 from kxl.hashing import sha256_file
-from kxl.tables import read_table, write_table
+from kxl.tables import read_columns, read_table, require_columns, write_table
 
 SCHEMA = {"id": pl.Int64, "name": pl.String}
 
@@ -73,3 +73,23 @@ def test_atomic_symlink_repoints_an_existing_link(tmp_path: Path) -> None:
     atomic_symlink(b, link)
     assert link.read_text() == "B" and os.readlink(link) == str(b)
     assert [p.name for p in link.parent.iterdir()] == ["link"]
+
+
+def test_read_columns_reads_only_the_needed_ones_and_names_file_and_column(
+        tmp_path: Path) -> None:
+    path = tmp_path / "up.parquet"
+    pl.DataFrame({"id": [3, 1], "name": ["c", "a"], "extra": [0.5, 1.5]}).write_parquet(path)
+    assert read_columns(path, {"name": pl.String}).to_dict(as_series=False) == {"name": ["c", "a"]}
+    with pytest.raises(KxlError) as exc:
+        read_columns(path, {"id": pl.Int64, "file": pl.String})
+    assert str(exc.value) == (f"{path}: missing column 'file' (docs/formats.md); "
+                              "have ['id', 'name', 'extra']")
+    with pytest.raises(KxlError, match=r"up.parquet: column 'id' has dtype Int64, expected Int32"):
+        read_columns(path, {"id": pl.Int32})
+
+
+def test_require_columns_uses_the_same_message_for_a_frame() -> None:
+    df = pl.DataFrame({"id": [1]})
+    with pytest.raises(KxlError) as exc:
+        require_columns(df, {"file": pl.String}, "dataset.parquet")
+    assert str(exc.value) == "dataset.parquet: missing column 'file' (docs/formats.md); have ['id']"
