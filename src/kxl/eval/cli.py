@@ -84,10 +84,10 @@ def _characters(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import torch
 
     from kxl.atomic import atomic_dir, write_json
     from kxl.config import section_from_json, to_dict
+    from kxl.determinism import deterministic_torch
     from kxl.eval.characters import CHARACTERS_SCHEMA
     from kxl.eval.config import GenerateConfig
     from kxl.eval.generate import IMAGES_SCHEMA, generate, load_pipeline, model_file, model_meta
@@ -97,7 +97,7 @@ def _generate(args: argparse.Namespace) -> int:
     from kxl.tables import read_table, write_table
 
     cfg = section_from_json(GenerateConfig, args.config_json, "eval.generate")
-    torch.set_num_threads(args.threads)
+    deterministic_torch(args.threads, "default")
     jobs = generation_jobs(read_table(args.characters, CHARACTERS_SCHEMA), cfg, args.seed)
     model = str(model_file(args.model, released_json(args.released_json), args.offline))
     pipe, device = load_pipeline(model, args.config_dir, cfg)
@@ -118,6 +118,7 @@ def _conditioning(args: argparse.Namespace) -> int:
 
     from kxl.atomic import write_json
     from kxl.config import section_from_json, to_dict
+    from kxl.determinism import deterministic_torch
     from kxl.eval import conditioning as probe
     from kxl.eval.characters import CHARACTERS_SCHEMA, REFS_SCHEMA
     from kxl.eval.config import ConditioningConfig, GenerateConfig
@@ -129,7 +130,7 @@ def _conditioning(args: argparse.Namespace) -> int:
 
     gen = section_from_json(GenerateConfig, args.generate_json, "eval.generate")
     cfg = section_from_json(ConditioningConfig, args.config_json, "eval.conditioning")
-    torch.set_num_threads(args.threads)
+    deterministic_torch(args.threads, "default")
     chars = read_table(args.characters, CHARACTERS_SCHEMA)
     prompts, labels, files = probe.probe_set(
         chars, read_table(args.refs, REFS_SCHEMA), generation_jobs(chars, gen, args.seed),

@@ -39,13 +39,6 @@ def phase_generator(seed: int, phase: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def deterministic_cpu(threads: int) -> None:
-    """CPU bit-exactness: fixed thread count (reductions split by thread) and
-    deterministic kernels. Process-wide, so only CLIs call it."""
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-
-
 def _build_and_pretrain(cfg: SyntheticBase, tags: pl.DataFrame, config_tmp: Path,
                         weights_tmp: Path) -> dict[str, Any]:
     """Write the configs into `config_tmp` and the pretrained single file to `weights_tmp`
