@@ -137,12 +137,13 @@ def test_full_depth_sdxl_trains_in_bf16_and_resumes_bit_identically(real_base, t
     import gc
     import hashlib
 
+    from fixtures_train import stub_augment, write_tiny_inputs
+
     from kxl.config import from_dict
     from kxl.model.load import load_dtype, load_sdxl
     from kxl.train.config import TrainConfig
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import stub_augment, write_tiny_inputs
     from kxl.train.trainer import Trainer, run
 
     path, config, _ = real_base
