@@ -179,13 +179,13 @@ def _gpu_like(images, workers: int, n_micro: int, gpu_s: float) -> dict:
 
 def _steps(images, storage: str, workers: int, n_steps: int) -> dict:
     import torch
+    from fixtures_train import build_models, stub_augment, write_tiny_inputs
 
     from kxl.config import from_dict
     from kxl.tables import read_table
     from kxl.train.config import TrainConfig
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment, write_tiny_inputs
     from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, {"lokr": {"preset": str(ROOT / "config/lycoris/kohaku_xl.toml")},

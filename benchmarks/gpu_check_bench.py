@@ -30,12 +30,12 @@ HW, BATCH = (1024, 1024), 4
 
 def _trainer(models, inputs: dict, out: Path, over: dict, device: str):  # type: ignore[no-untyped-def]
     import torch
+    from fixtures_train import stub_augment
 
     from kxl.config import from_dict
     from kxl.train.config import TrainConfig
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import stub_augment
     from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, {
@@ -119,10 +119,10 @@ def run(quick: bool) -> list[dict]:
         return [{"name": "gpu_check", "seconds": None, "note": "no CUDA device: skipped"}]
     # cuBLAS needs this before its first call for deterministic algorithms
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    from fixtures_train import Models, write_tiny_inputs
     from transformers import CLIPTokenizer
 
     from kxl.model.sdxl import random_models, write_config_dir, write_random_base
-    from kxl.train.testing import Models, write_tiny_inputs
 
     device = torch.cuda.get_device_name(0)
     with tempfile.TemporaryDirectory() as d:

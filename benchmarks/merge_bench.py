@@ -1,8 +1,8 @@
 """Stage 10 merge at SDXL shapes: kxl's streaming merge vs `lycoris.utils.merge`, same inputs.
 
 Inputs (made once per run in a temp dir, random weights): an fp16 SGM single file with the real
-SDXL UNet / CLIP-L / OpenCLIP-bigG shapes (from kxl.train.testing's "sdxl" configs, built on the
-meta device), and a full-matrix LoKr in kohya keys laid out as the Kohaku preset does (factor 4
+SDXL UNet / CLIP-L / OpenCLIP-bigG shapes (tests/fixtures_train.py's "sdxl" configs, built on
+the meta device), and a full-matrix LoKr in kohya keys laid out as the Kohaku preset does (factor 4
 attention, 2 feed-forward, 8 everything else; every conv/linear of the UNet and every CLIP
 attention/MLP projection; trained norms). `quick` uses text encoder 1 + the UNet middle block.
 Baseline: what a LyCORIS user does - load the whole file, build modules on it, merge in place
@@ -40,9 +40,9 @@ lycoris_merge({base!r}, {lokr!r}, {out!r})
 def sdxl_sgm_shapes(quick: bool) -> dict[str, tuple[int, ...]]:
     """SGM key -> shape of real SDXL (no weights allocated)."""
     import torch
+    from fixtures_train import build_models
 
     from kxl.model import sgm
-    from kxl.train.testing import build_models
 
     with torch.device("meta"):
         m = build_models("sdxl")

@@ -24,12 +24,12 @@ def _step(scale: str, hw: tuple[int, int], batch: int, device: str, ckpt: bool =
     import resource
 
     import torch
+    from fixtures_train import build_models, stub_augment, write_tiny_inputs
 
     from kxl.config import from_dict
     from kxl.train.config import TrainConfig
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment, write_tiny_inputs
     from kxl.train.trainer import Trainer
 
     root = Path(__file__).resolve().parents[1]

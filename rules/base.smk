@@ -2,7 +2,7 @@
 # diffusers configs/tokenizers that diffusers' from_single_file(config=...) needs.
 # The default run builds a tiny SDXL; the full run fetches the pinned Kohaku XL Delta file.
 
-if config["metadata"]["source"] == "synthetic":
+if SYNTHETIC:
 
     rule synth_base:
         input:

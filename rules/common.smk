@@ -21,6 +21,11 @@ validate(config, "../config/schema.yaml")
 RESULTS = "results"
 LOGS = "logs"
 
+# The one switch between the two data sources: synthetic data and a tiny base made here (the
+# default run), or the pinned HF files (the full run). metadata, images and base pick their
+# source rule by it; eval asks for a GPU only for the real models.
+SYNTHETIC = config["metadata"]["source"] == "synthetic"
+
 
 def retry_mem(mb):
     """A rule's `mem_mb`: `mb` on the first attempt, `attempt` times it on a retry.

@@ -68,7 +68,7 @@ rule ccip_generate:
     resources:
         mem_mb=retry_mem(32000),  # docs/cluster-resources.md
         runtime=1440,
-        gpu=1 if config["metadata"]["source"] != "synthetic" else 0,
+        gpu=0 if SYNTHETIC else 1,
         cpus_per_gpu=4,
     conda:
         "../envs/eval.yaml"
@@ -105,7 +105,7 @@ rule ccip_conditioning:
     resources:
         mem_mb=retry_mem(32000),  # docs/cluster-resources.md
         runtime=720,
-        gpu=1 if config["metadata"]["source"] != "synthetic" else 0,
+        gpu=0 if SYNTHETIC else 1,
         cpus_per_gpu=4,
     conda:
         "../envs/eval.yaml"

@@ -5,7 +5,7 @@
 # The two source rules get just their subsection, so a change reruns exactly the rule using it.
 
 
-if config["metadata"]["source"] == "synthetic":
+if SYNTHETIC:
 
     rule synth_images:
         input:

@@ -2,7 +2,7 @@
 # parquet export (docs/formats.md 1). One of synth_metadata / fetch_metadata makes the DB,
 # chosen by config metadata.source.
 
-if config["metadata"]["source"] == "synthetic":
+if SYNTHETIC:
 
     rule synth_metadata:
         output:

@@ -1,4 +1,4 @@
-"""Restoring torch's process-wide state after code that sets it (CLIs call deterministic_cpu)."""
+"""Restoring torch's process-wide state after code that sets it (CLIs call deterministic_torch)."""
 
 from __future__ import annotations
 

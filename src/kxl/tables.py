@@ -2,7 +2,10 @@
 
 Every table a stage writes goes through `write_table`, which checks the columns and dtypes
 against the stage's declared schema first, then writes with fixed settings so that the same
-rows give the same bytes on any machine (same library versions).
+rows give the same bytes on any machine (same library versions). A stage reading an upstream
+table reads it through `read_table` (the whole table, exact schema) or `read_columns` /
+`checked_scan` (only the columns it needs, each checked by name and dtype); every column
+problem is reported in one format, naming the file and the column.
 """
 
 from __future__ import annotations
@@ -25,17 +28,28 @@ _COMPRESSION = "zstd"
 _LEVEL = 3
 
 
+def _check_columns(have: Mapping[str, pl.DataType], schema: Schema, name: str) -> None:
+    """Raise one line naming `name` and the first of `schema`'s columns missing or mistyped."""
+    for col, dtype in schema.items():
+        if col not in have:
+            raise KxlError(f"{name}: missing column {col!r} (docs/formats.md); have {list(have)}")
+        if have[col] != dtype:
+            raise KxlError(f"{name}: column {col!r} has dtype {have[col]}, expected {dtype} "
+                           "(docs/formats.md)")
+
+
 def check_schema(df: pl.DataFrame, schema: Schema, name: str) -> pl.DataFrame:
     """Return `df` with exactly `schema`'s columns in order, or raise naming the mismatch."""
-    missing = [c for c in schema if c not in df.columns]
-    if missing:
-        raise KxlError(f"{name}: missing column(s) {missing}; have {df.columns}")
+    _check_columns(df.schema, schema, name)
     extra = [c for c in df.columns if c not in schema]
     if extra:
         raise KxlError(f"{name}: unexpected column(s) {extra}; schema is {list(schema)}")
-    for col, dtype in schema.items():
-        if df.schema[col] != dtype:
-            raise KxlError(f"{name}: column {col!r} has dtype {df.schema[col]}, expected {dtype}")
+    return df.select(list(schema))
+
+
+def require_columns(df: pl.DataFrame, schema: Schema, name: str) -> pl.DataFrame:
+    """`df` restricted to `schema`'s columns (others may exist), or one line naming the bad one."""
+    _check_columns(df.schema, schema, name)
     return df.select(list(schema))
 
 
@@ -64,11 +78,36 @@ def write_table_at(df: pl.DataFrame, tmp: str | os.PathLike[str], schema: Schema
 
 def read_table(path: str | os.PathLike[str], schema: Schema | None = None) -> pl.DataFrame:
     """Read a parquet table written by `write_table`, checking `schema` when given."""
-    path = Path(path)
-    if not path.is_file():
-        raise KxlError(f"{path}: table not found (run the stage that makes it first)")
+    path = _existing(path)
     try:
         df = pl.read_parquet(path)
     except Exception as exc:  # polars raises several types for a bad file
         raise KxlError(f"{path}: not a readable parquet table ({exc.__class__.__name__})") from exc
     return check_schema(df, schema, str(path)) if schema is not None else df
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise KxlError(f"{path}: table not found (run the stage that makes it first)")
+    return path
+
+
+def checked_scan(path: str | os.PathLike[str], schema: Schema) -> pl.LazyFrame:
+    """A lazy scan of `schema`'s columns of `path`; raises one line on a missing/mistyped column.
+
+    Upstream tables may carry more columns than a stage needs; only the needed ones are read
+    (posts.parquet and post_tags.parquet are GBs at full scale).
+    """
+    path = _existing(path)
+    try:
+        have = pl.scan_parquet(path).collect_schema()
+    except Exception as exc:  # polars raises several types for a bad file
+        raise KxlError(f"{path}: not a readable parquet table ({exc.__class__.__name__})") from exc
+    _check_columns(have, schema, str(path))
+    return pl.scan_parquet(path).select(list(schema))
+
+
+def read_columns(path: str | os.PathLike[str], schema: Schema) -> pl.DataFrame:
+    """`checked_scan(path, schema)`, collected."""
+    return checked_scan(path, schema).collect()

@@ -10,7 +10,7 @@ import pytest
 
 from kxl.cli import main
 from kxl.errors import KxlError
-from kxl.merge.stfile import read_header
+from kxl.safetensors_header import read_header
 
 from .conftest import make_base
 

@@ -80,8 +80,9 @@ def test_a_released_step_without_a_checkpoint_or_a_clashing_name_is_one_line() -
 
 
 def test_step_lokr_exports_the_checkpoint_in_the_save_precision(tmp_path) -> None:
+    from fixtures_train import write_tiny_inputs
+
     from kxl.train.checkpoint import export_step_lokr
-    from kxl.train.testing import write_tiny_inputs
     from kxl.train.trainer import run
 
     tiny_inputs = write_tiny_inputs(tmp_path / "in", steps=4, world=1, accum=1, batch=2)

@@ -10,11 +10,11 @@ import pytest
 
 from kxl import tables
 from kxl.captions import kohaku
-from kxl.captions.io import CAPTIONS_SCHEMA, KEPT_COLUMNS, TAGS_COLUMNS, read_columns
+from kxl.captions.io import CAPTIONS_SCHEMA, KEPT_COLUMNS, TAGS_COLUMNS
 from kxl.captions.kohaku import CaptionsConfig, make_captions
 from kxl.cli import main
 from kxl.provenance import record_path
-from kxl.tables import read_table, write_table
+from kxl.tables import read_columns, read_table, write_table
 
 L = pl.List(pl.Int64)
 KEPT_FULL = {  # manifest/kept.parquet as docs/formats.md section 3 defines it
@@ -114,7 +114,7 @@ def test_cli_bad_tables_fail_cleanly_without_output(
     assert "post 10 column tags_general holds tag id 99" in capsys.readouterr().err
     pl.read_parquet(kept).drop("created_at").write_parquet(kept)
     assert _run(kept, tags, out) == 2
-    assert "missing column(s) ['created_at']" in capsys.readouterr().err
+    assert "kept.parquet: missing column 'created_at'" in capsys.readouterr().err
     assert _run(tmp_path / "nope.parquet", tags, out) == 2
     assert "table not found" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".c.parquet.tmp*"))

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A random-weight tiny SDXL saved as stage 8 saves its base (SGM file + config dir)."""
-    testing = pytest.importorskip("kxl.train.testing")
+    testing = pytest.importorskip("fixtures_train")
     from kxl.model.load import save_sdxl_single_file
     from kxl.model.tiny import write_config_dir
 

@@ -5,6 +5,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    from kxl.train.testing import build_models
+    from fixtures_train import build_models
 
     return build_models("tiny", seed=0)

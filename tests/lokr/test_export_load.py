@@ -24,7 +24,7 @@ KEY = re.compile(
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A network with every parameter perturbed (as after training), saved in kohya keys."""
-    from kxl.train.testing import build_models
+    from fixtures_train import build_models
 
     m = build_models("tiny", seed=1)
     tes = [m.text_encoder, m.text_encoder_2]

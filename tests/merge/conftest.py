@@ -21,10 +21,11 @@ class TinyBase:
 
 
 def write_tiny_base(root: Path, seed: int = 0) -> TinyBase:
-    """Random-weight tiny SDXL (kxl.train.testing) saved the way stage 8 saves its base."""
+    """Random-weight tiny SDXL (tests/fixtures_train.py) saved the way stage 8 saves its base."""
+    from fixtures_train import build_models
+
     from kxl.model.load import save_sdxl_single_file
     from kxl.model.tiny import write_config_dir
-    from kxl.train.testing import build_models
 
     m = build_models("tiny", seed=seed)
     cdir = root / "config"

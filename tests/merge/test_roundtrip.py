@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from kxl.cli import main
-from kxl.merge.stfile import read_header
+from kxl.safetensors_header import read_header
 
 from .conftest import perturbed_network, save_adapter
 
@@ -49,8 +49,9 @@ def _outputs(unet, te1, te2, inp: dict) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module", params=sorted(SPECS))
 def merged(request, tiny_base, tmp_path_factory):
+    from fixtures_train import build_models
+
     from kxl.model.load import load_sdxl
-    from kxl.train.testing import build_models
 
     root = tmp_path_factory.mktemp("merged")
     m = build_models("tiny", seed=0)  # the same weights as tiny_base's file

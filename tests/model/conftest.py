@@ -50,13 +50,14 @@ def write_tags(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> BuiltBase:
-    from kxl.model.synth import deterministic_cpu, synthesize_base
+    from kxl.determinism import deterministic_torch
+    from kxl.model.synth import synthesize_base
     from kxl.tables import read_table
 
     root = tmp_path_factory.mktemp("base")
     tags = write_tags(root / "tags.parquet")
     with torch_state():
-        deterministic_cpu(TEST_CFG.threads)
+        deterministic_torch(TEST_CFG.threads)
         report = synthesize_base(TEST_CFG, read_table(tags), root / "base.safetensors",
                                  root / "config")
     return BuiltBase(root, tags, root / "base.safetensors", root / "config", report)

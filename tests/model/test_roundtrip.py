@@ -12,7 +12,7 @@ from torch_state import torch_state
 
 from kxl.model import sgm, tiny
 from kxl.model.load import load_sdxl, save_sdxl_single_file
-from kxl.model.st_io import read_header
+from kxl.safetensors_header import read_header
 
 from .conftest import TEST_CFG, BuiltBase
 
@@ -69,7 +69,8 @@ def test_own_reverse_conversion_is_exact(fresh) -> None:  # type: ignore[no-unty
 
 
 def test_file_has_sgm_layout_scaled(tiny_base: BuiltBase) -> None:
-    header, meta = read_header(tiny_base.model)
+    head = read_header(tiny_base.model)
+    header, meta = head.entries, head.metadata
     c, te1, te2 = TEST_CFG.unet_channels, TEST_CFG.te1_width, TEST_CFG.te2_width
     expect = {
         "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_q.weight":
@@ -88,7 +89,7 @@ def test_file_has_sgm_layout_scaled(tiny_base: BuiltBase) -> None:
         "first_stage_model.decoder.mid.attn_1.q.weight": [32, 32, 1, 1],
     }
     for key, shape in expect.items():
-        assert header[key]["shape"] == shape, key
+        assert list(header[key].shape) == shape, key
     assert all(k.startswith(tuple(sgm.PREFIXES.values())) for k in header)
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base"
 
@@ -104,8 +105,7 @@ def test_half_precision_save_loads(fresh, tiny_base: BuiltBase, tmp_path) -> Non
     models, _ = fresh
     path = tmp_path / "fp16.safetensors"
     save_sdxl_single_file(models, path, dtype=torch.float16)
-    header, _ = read_header(path)
-    assert {v["dtype"] for v in header.values()} == {"F16"}
+    assert {e.dtype for e in read_header(path).entries.values()} == {"F16"}
     comps = load_sdxl(path, tiny_base.config_dir, dtype=torch.float32)
     w = models.unet.conv_in.weight.detach()
     assert torch.equal(comps.unet.conv_in.weight, w.half().float())

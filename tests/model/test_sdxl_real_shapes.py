@@ -42,13 +42,14 @@ def real_base(tmp_path_factory):
 
 def test_single_file_has_sdxl_shapes_in_fp16(real_base) -> None:
     from kxl.model.load import check_single_file
-    from kxl.model.st_io import read_header
+    from kxl.safetensors_header import read_header
 
     path, config, report = real_base
     assert report["params"] == SDXL_PARAMS
-    header, meta = read_header(path)
-    assert {e["dtype"] for e in header.values()} == {"F16"}
-    values = sum(torch.Size(e["shape"]).numel() for e in header.values())
+    head = read_header(path)
+    header, meta = head.entries, head.metadata
+    assert {e.dtype for e in header.values()} == {"F16"}
+    values = sum(torch.Size(e.shape).numel() for e in header.values())
     assert values == sum(SDXL_PARAMS.values())  # every parameter, nothing else
     assert 2 * values < path.stat().st_size < 2 * values + 2_000_000  # fp16 data + header
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base"
@@ -136,12 +137,13 @@ def test_full_depth_sdxl_trains_in_bf16_and_resumes_bit_identically(real_base, t
     import gc
     import hashlib
 
+    from fixtures_train import stub_augment, write_tiny_inputs
+
     from kxl.config import from_dict
     from kxl.model.load import load_dtype, load_sdxl
     from kxl.train.config import TrainConfig
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import stub_augment, write_tiny_inputs
     from kxl.train.trainer import Trainer, run
 
     path, config, _ = real_base

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import torch
 
+# Run as a script (torchrun), so tests/ is not on the path as under pytest: add it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures_train import build_models, stub_augment
+
 from kxl.config import from_dict
 from kxl.train.config import TrainConfig
 from kxl.train.data import PixelCache, load_plan_data
 from kxl.train.dist import init_world, shutdown
-from kxl.train.testing import build_models, stub_augment
 from kxl.train.trainer import Trainer, run
 
 

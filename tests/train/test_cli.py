@@ -35,7 +35,7 @@ def base(tmp_path_factory):
 @pytest.mark.slow
 def test_kxl_train_cli(tiny_inputs, base, tmp_path, capsys) -> None:
     """The full run's path: `buckets.cache: none`, images decoded from images/files/..."""
-    from kxl.train.testing import write_tiny_images
+    from fixtures_train import write_tiny_images
 
     images = write_tiny_images(tmp_path / "images", tiny_inputs["buckets"])
     out, lokr = tmp_path / "train", tmp_path / "epsilon-lokr.safetensors"

@@ -23,8 +23,9 @@ def test_without_cuda_it_says_so() -> None:
 
 
 def test_check_steps_resume_and_merge_on_the_tiny_model(tmp_path: Path) -> None:
+    from fixtures_train import build_models, write_tiny_inputs
+
     from kxl.model.load import save_sdxl_single_file
-    from kxl.train.testing import build_models, write_tiny_inputs
 
     base = build_models("tiny", seed=0)
     inputs = write_tiny_inputs(tmp_path / "in", steps=gpu_check.STEPS, world=1, accum=1,

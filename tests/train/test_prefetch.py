@@ -23,7 +23,7 @@ from kxl.train.prefetch import ReadAhead
 
 @pytest.fixture(scope="module")
 def images(tiny_inputs, tmp_path_factory):
-    from kxl.train.testing import write_tiny_images
+    from fixtures_train import write_tiny_images
 
     return write_tiny_images(tmp_path_factory.mktemp("images"), tiny_inputs["buckets"])
 
@@ -83,8 +83,9 @@ def test_asking_out_of_plan_order_is_refused(tiny_inputs, images) -> None:
 
 
 def _trainer(tiny_inputs, source, out, **over):
+    from fixtures_train import build_models, stub_augment
+
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment
     from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**over), "train")

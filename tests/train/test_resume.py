@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _trainer(inputs, out: Path, run_inputs: dict | None = None, **over):
+    from fixtures_train import build_models, stub_augment
+
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment
     from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**over), "train")

@@ -29,7 +29,7 @@ BASE_SHA = "ab" * 32  # what the latents cache says its base was; training must 
 
 @pytest.fixture(scope="module")
 def images(tiny_inputs, tmp_path_factory):
-    from kxl.train.testing import build_models, write_tiny_images
+    from fixtures_train import build_models, write_tiny_images
 
     vae = build_models("tiny", seed=0).vae  # the VAE _train's models have
     return write_tiny_images(
@@ -107,10 +107,10 @@ def test_bad_index_is_one_line(tiny_inputs, tmp_path, text, match) -> None:
 def test_latent_cache_is_the_vae_posterior_of_the_pixel_cache(tiny_inputs, images) -> None:
     """Each latents file holds, per id, the unscaled posterior of the pixel cache's array, even
     though it was encoded in batches of 3 and this encodes each bucket in one call."""
+    from fixtures_train import build_models
     from safetensors.numpy import load_file as load_np
 
     from kxl.model.vae import encode_posterior
-    from kxl.train.testing import build_models
 
     vae = build_models("tiny", seed=0).vae.eval()
     index = json.loads(images["index_latents"].read_text())
@@ -155,8 +155,9 @@ def test_latent_index_with_a_missing_file_is_one_line(tiny_inputs, images, tmp_p
 
 
 def _train(tiny_inputs, source, out) -> None:
+    from fixtures_train import build_models, stub_augment
+
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment
     from kxl.train.trainer import Trainer, run
 
     cfg = from_dict(TrainConfig, tiny_config(max_steps=STEPS), "train")
@@ -196,8 +197,9 @@ def test_training_with_cache_none_is_bit_identical(tiny_inputs, images, tmp_path
 
 
 def _trainer(tiny_inputs, source, out):
+    from fixtures_train import build_models, stub_augment
+
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment
     from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(max_steps=STEPS), "train")

@@ -30,9 +30,10 @@ def quiet(_: str) -> None:
 
 
 def _trainer(inputs, out: Path, seed: int = 1337, data=None, **over):
+    from fixtures_train import build_models, stub_augment
+
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment
     from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**over), "train")

@@ -50,7 +50,7 @@ def test_stitch_keeps_bos_inner_and_last() -> None:
 
 
 def test_tokenize_with_tiny_tokenizers() -> None:
-    from kxl.train.testing import build_tokenizers
+    from fixtures_train import build_tokenizers
 
     t1, t2 = build_tokenizers()
     ids1 = tokenize(["1girl, solo"] * 2, t1, 225)

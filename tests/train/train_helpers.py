@@ -32,12 +32,12 @@ def config_json(**over) -> str:
 def tiny_trainer(inputs: dict, out: Path, over: dict | None = None, device: str = "cpu"):
     """A Trainer of the tiny model on `inputs` (write_tiny_inputs), rank 0 of 1, on `device`."""
     import torch
+    from fixtures_train import build_models, stub_augment
 
     from kxl.config import from_dict
     from kxl.train.config import TrainConfig
     from kxl.train.data import PixelCache, load_plan_data
     from kxl.train.dist import World
-    from kxl.train.testing import build_models, stub_augment
     from kxl.train.trainer import Trainer
 
     cfg = from_dict(TrainConfig, tiny_config(**(over or {})), "train")

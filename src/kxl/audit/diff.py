@@ -23,8 +23,9 @@ from kxl.audit.stats import PairStats, pair_stats
 from kxl.errors import KxlError
 from kxl.merge.lokr import PREFIXES, module_deltas, parse_modules
 from kxl.merge.merge import merged_tensor, plan_merge
-from kxl.merge.stfile import Header, Reader
+from kxl.merge.stfile import Reader
 from kxl.merge.targets import UNET
+from kxl.safetensors_header import Header
 
 STATUSES = ("equal", "differs", "dtype", "shape", "only_a", "only_b")
 

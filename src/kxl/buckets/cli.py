@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,18 +104,15 @@ def _latents(
     import torch
 
     from kxl.buckets.cache import write_latent_cache
+    from kxl.determinism import deterministic_torch
     from kxl.errors import KxlError
     from kxl.hashing import sha256_file
     from kxl.model.load import load_sdxl
-    from kxl.model.synth import deterministic_cpu
 
     if not args.base or not args.config_dir:
         raise KxlError(f"{args.index}: buckets.cache latents needs --base and --config-dir "
                        "(the SDXL file whose VAE encodes the images)")
-    # bit-identical reruns: fixed thread count (reductions split by thread), deterministic kernels
-    if args.device != "cpu":  # CUDA's deterministic matmuls need a fixed cuBLAS workspace
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    deterministic_cpu(args.threads)
+    deterministic_torch(args.threads)  # bit-identical reruns, on CPU and on CUDA
     vae = load_sdxl(args.base, args.config_dir, device=args.device, dtype=torch.float32).vae
     entries = write_latent_cache(Path(args.images_root), files, buckets, out_dir, resample, vae,
                                  args.batch_size)

@@ -18,11 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import time
 
-    from kxl.captions.io import CAPTIONS_SCHEMA, KEPT_COLUMNS, TAGS_COLUMNS, read_columns
+    from kxl.captions.io import CAPTIONS_SCHEMA, KEPT_COLUMNS, TAGS_COLUMNS
     from kxl.captions.kohaku import CaptionsConfig, caption_chunks
     from kxl.config import section_from_json, to_dict
     from kxl.metadata.stream import TableStream
     from kxl.provenance import record
+    from kxl.tables import read_columns
 
     cfg = section_from_json(CaptionsConfig, args.config_json, "captions")
     start = time.perf_counter()

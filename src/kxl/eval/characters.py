@@ -17,6 +17,7 @@ import polars as pl
 
 from kxl.errors import KxlError
 from kxl.eval.config import CharactersConfig
+from kxl.tables import require_columns
 
 CHARACTERS_SCHEMA = {
     "rank": pl.Int32, "tag_id": pl.Int64, "character": pl.String, "series": pl.String,
@@ -34,16 +35,6 @@ _TAGS = {"id": pl.Int64, "name": pl.String, "type": pl.Int8}
 _DATASET = {"id": pl.Int64, "file": pl.String}
 
 
-def require(df: pl.DataFrame, schema: dict[str, Any], where: str) -> pl.DataFrame:
-    """`df` restricted to `schema`'s columns, or a one-line error naming the column and fix."""
-    for col, dtype in schema.items():
-        if col not in df.columns:
-            raise KxlError(f"{where}: missing column {col!r} (see docs/formats.md)")
-        if df.schema[col] != dtype:
-            raise KxlError(f"{where}: column {col!r} is {df.schema[col]}, expected {dtype}")
-    return df.select(list(schema))
-
-
 def select_characters(
     kept: pl.DataFrame, tags: pl.DataFrame, dataset: pl.DataFrame, cfg: CharactersConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
@@ -51,9 +42,9 @@ def select_characters(
     if cfg.max_refs < cfg.min_refs:
         raise KxlError(f"config eval.characters: max_refs {cfg.max_refs} < min_refs "
                        f"{cfg.min_refs}; no character could qualify")
-    kept = require(kept, _KEPT, "kept.parquet")
-    tags = require(tags, _TAGS, "tags.parquet")
-    posts = kept.join(require(dataset, _DATASET, "dataset.parquet"), on="id", how="inner")
+    kept = require_columns(kept, _KEPT, "kept.parquet")
+    tags = require_columns(tags, _TAGS, "tags.parquet")
+    posts = kept.join(require_columns(dataset, _DATASET, "dataset.parquet"), on="id", how="inner")
     char_posts = _character_posts(posts, tags)
     counts = char_posts.group_by("tag_id").agg(pl.len().cast(pl.Int64).alias("post_count"))
     eligible = counts.filter(pl.col("post_count") >= cfg.min_posts)

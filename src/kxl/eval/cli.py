@@ -84,21 +84,20 @@ def _characters(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import torch
 
-    from kxl.atomic import write_json
+    from kxl.atomic import atomic_dir, write_json
     from kxl.config import section_from_json, to_dict
+    from kxl.determinism import deterministic_torch
     from kxl.eval.characters import CHARACTERS_SCHEMA
     from kxl.eval.config import GenerateConfig
     from kxl.eval.generate import IMAGES_SCHEMA, generate, load_pipeline, model_file, model_meta
     from kxl.eval.prompts import generation_jobs
     from kxl.hub import released_json
-    from kxl.images.fsutil import atomic_dir
     from kxl.provenance import record
     from kxl.tables import read_table, write_table
 
     cfg = section_from_json(GenerateConfig, args.config_json, "eval.generate")
-    torch.set_num_threads(args.threads)
+    deterministic_torch(args.threads, "default")
     jobs = generation_jobs(read_table(args.characters, CHARACTERS_SCHEMA), cfg, args.seed)
     model = str(model_file(args.model, released_json(args.released_json), args.offline))
     pipe, device = load_pipeline(model, args.config_dir, cfg)
@@ -119,6 +118,7 @@ def _conditioning(args: argparse.Namespace) -> int:
 
     from kxl.atomic import write_json
     from kxl.config import section_from_json, to_dict
+    from kxl.determinism import deterministic_torch
     from kxl.eval import conditioning as probe
     from kxl.eval.characters import CHARACTERS_SCHEMA, REFS_SCHEMA
     from kxl.eval.config import ConditioningConfig, GenerateConfig
@@ -130,7 +130,7 @@ def _conditioning(args: argparse.Namespace) -> int:
 
     gen = section_from_json(GenerateConfig, args.generate_json, "eval.generate")
     cfg = section_from_json(ConditioningConfig, args.config_json, "eval.conditioning")
-    torch.set_num_threads(args.threads)
+    deterministic_torch(args.threads, "default")
     chars = read_table(args.characters, CHARACTERS_SCHEMA)
     prompts, labels, files = probe.probe_set(
         chars, read_table(args.refs, REFS_SCHEMA), generation_jobs(chars, gen, args.seed),
@@ -155,10 +155,10 @@ def _conditioning(args: argparse.Namespace) -> int:
 
 
 def _model_files(args: argparse.Namespace) -> int:
+    from kxl.atomic import atomic_dir
     from kxl.config import section_from_json, to_dict
     from kxl.eval import hfcache, standin
     from kxl.eval.config import CcipConfig
-    from kxl.images.fsutil import atomic_dir
     from kxl.provenance import record
 
     cfg = section_from_json(CcipConfig, args.config_json, "eval.ccip")

@@ -56,10 +56,10 @@ def model_file(spec: str, released: dict[str, Any], offline: bool) -> Path:
     is stage 10's job (`kxl merge`), with its own provenance."""
     from kxl.hub import resolve
     from kxl.merge.lokr import PREFIXES
-    from kxl.model.st_io import read_header
+    from kxl.safetensors_header import read_header
 
     path = resolve(spec, released, offline)
-    keys = list(read_header(path)[0])
+    keys = list(read_header(path).entries)
     if keys and all(k.startswith(PREFIXES) for k in keys):
         raise KxlError(f"{spec}: {path.name} is a LyCORIS/LoKr adapter, not a merged SDXL model; "
                        "eval needs a full model: merge it onto its base with `kxl merge` and "
@@ -133,10 +133,10 @@ def model_meta(name: str, path: str, config_dir: str, cfg: GenerateConfig, devic
     import diffusers
     import torch
 
-    from kxl.model.st_io import read_header
     from kxl.provenance import artifact_hash, record_path
+    from kxl.safetensors_header import read_header
 
-    _, st_meta = read_header(path)
+    st_meta = read_header(path).metadata
     rec = record_path(path)
     made_by = json.loads(rec.read_text()) if rec.is_file() else None
     return {

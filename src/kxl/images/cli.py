@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from kxl.images.fsutil import atomic_dir
+    from kxl.atomic import atomic_dir
     from kxl.images.synth import synth_shards
     from kxl.provenance import record
     from kxl.tables import read_table
@@ -54,14 +54,14 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from kxl.atomic import atomic_dir
     from kxl.images.fetch import fetch_shards, pin_hint
-    from kxl.images.fsutil import atomic_dir
-    from kxl.images.synth import KEPT_ID, require_columns
+    from kxl.images.synth import KEPT_ID
     from kxl.provenance import record
-    from kxl.tables import read_table
+    from kxl.tables import read_columns
 
     cfg = section_from_json(HuggingfaceImages, args.config_json, "images.huggingface")
-    ids = require_columns(read_table(args.kept), KEPT_ID, args.kept)["id"].to_numpy()
+    ids = read_columns(args.kept, KEPT_ID)["id"].to_numpy()
     with atomic_dir(args.out_dir) as tmp:
         links, commit = fetch_shards(ids, cfg, tmp)
     print(f"fetch-images: {len(links)} shard files from {cfg.repo_id}@{cfg.revision} "
@@ -74,14 +74,14 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from kxl.atomic import atomic_dir
     from kxl.images.extract import DATASET_SCHEMA, DROPPED_SCHEMA, Limits, extract_images
-    from kxl.images.fsutil import atomic_dir
-    from kxl.images.synth import KEPT_ID, require_columns
+    from kxl.images.synth import KEPT_ID
     from kxl.provenance import record
-    from kxl.tables import read_table, write_table
+    from kxl.tables import read_columns, write_table
 
     cfg = section_from_json(ImagesConfig, args.config_json, "images")
-    ids = require_columns(read_table(args.kept), KEPT_ID, args.kept)["id"].to_numpy()
+    ids = read_columns(args.kept, KEPT_ID)["id"].to_numpy()
     # `file` is relative to the dataset table's folder (results/images/).
     prefix = Path(os.path.relpath(args.out_dir, Path(args.dataset).parent)).as_posix()
     with atomic_dir(args.out_dir) as tmp:

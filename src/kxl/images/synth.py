@@ -27,6 +27,7 @@ from kxl.errors import KxlError
 from kxl.images import render
 from kxl.images.config import SyntheticImages
 from kxl.images.pool import map_shards
+from kxl.tables import require_columns
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 KEPT_COLUMNS = {
@@ -38,16 +39,6 @@ TAGS_COLUMNS = {"id": pl.Int64, "name": pl.String}
 DEFECTS = ("missing", "truncated", "zero_byte", "oversized")
 _DEFECT_STREAM = 0x5D  # separates the defect draw from the per-post streams
 BOMB_SIDE = 100_000
-
-
-def require_columns(df: pl.DataFrame, schema: dict[str, pl.DataType], where: str) -> pl.DataFrame:
-    """`df` restricted to `schema`'s columns, or a one-line error naming the bad column."""
-    for col, dtype in schema.items():
-        if col not in df.columns:
-            raise KxlError(f"{where}: missing column {col!r} (see docs/formats.md)")
-        if df.schema[col] != dtype:
-            raise KxlError(f"{where}: column {col!r} is {df.schema[col]}, expected {dtype}")
-    return df.select(list(schema))
 
 
 def scaled_sizes(width: np.ndarray, height: np.ndarray, max_side: int) -> tuple[np.ndarray, ...]:

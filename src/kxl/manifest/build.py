@@ -18,8 +18,8 @@ from kxl.manifest.schemas import (
     REASONS,
     TAGS_COLUMNS,
 )
-from kxl.posts.io import checked_scan, read_columns
 from kxl.posts.select import SELECTED_SCHEMA
+from kxl.tables import checked_scan, read_columns
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 from kxl import __version__
 from kxl.hashing import sha256_bytes
-from kxl.merge.stfile import read_header
 from kxl.provenance import artifact_hash
+from kxl.safetensors_header import read_header
 
 
 def canonical_json(obj: Any) -> str:

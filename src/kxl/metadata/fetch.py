@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kxl.atomic import atomic_symlink
 from kxl.errors import KxlError
 from kxl.hashing import sha256_file
 from kxl.metadata.config import HuggingFaceConfig
@@ -46,13 +47,7 @@ def verify(cfg: HuggingFaceConfig, path: Path) -> None:
 
 def link(target: Path, out: str | os.PathLike[str]) -> Path:
     """Point `out` at `target` atomically (a new symlink renamed over the old name)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target.absolute(), tmp)
-    os.replace(tmp, out)
-    return out
+    return atomic_symlink(target.absolute(), out)
 
 
 def fetch_metadata(cfg: HuggingFaceConfig, out: str | os.PathLike[str]) -> Path:

@@ -35,13 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     from kxl.config import section_from_json, to_dict
+    from kxl.determinism import deterministic_torch
     from kxl.model.config import SyntheticBase
-    from kxl.model.synth import TAGS_SCHEMA, deterministic_cpu, synthesize_base
+    from kxl.model.synth import TAGS_SCHEMA, synthesize_base
     from kxl.provenance import record
     from kxl.tables import read_table
 
     cfg = section_from_json(SyntheticBase, args.config_json, "base.synthetic")
-    deterministic_cpu(cfg.threads)
+    deterministic_torch(cfg.threads)
     tags = read_table(args.tags, TAGS_SCHEMA)
     out, cdir = Path(args.out), Path(args.config_dir)
     report = synthesize_base(cfg, tags, out, cdir)

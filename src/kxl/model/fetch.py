@@ -7,10 +7,10 @@ copied so `config_dir` is self-contained. The weights' sha256 is verified when p
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from kxl.atomic import atomic_dir, atomic_symlink
 from kxl.errors import KxlError
 from kxl.hashing import sha256_file
 from kxl.model.config import HuggingfaceBase
@@ -41,15 +41,6 @@ def _download(repo: str, filename: str, revision: str, cache_dir: str | None,
                        "run once online or set HF_HUB_CACHE to a cache holding it") from exc
 
 
-def _link(target: Path, link: Path) -> None:
-    """Atomically point `link` at `target` (a symlink made beside it, then renamed)."""
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target.resolve(), tmp)
-    os.replace(tmp, link)
-
-
 def fetch_base(
     cfg: HuggingfaceBase, out: Path, config_dir: Path,
     cache_dir: str | None = None, offline: bool = False,
@@ -60,9 +51,7 @@ def fetch_base(
     if cfg.sha256 is not None and digest != cfg.sha256:
         raise KxlError(f"{cfg.repo_id}/{cfg.filename}@{cfg.revision}: sha256 {digest} != pinned "
                        f"{cfg.sha256}; fix base.huggingface.sha256 or the revision")
-    tmp = config_dir.with_name(f".{config_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(config_dir) as tmp:
         for name in SDXL_CONFIG_FILES:
             src = _download(cfg.config_repo_id, name, cfg.config_revision, cache_dir, offline)
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
@@ -70,10 +59,5 @@ def fetch_base(
         from kxl.model.load import check_single_file
 
         check_single_file(weights, tmp)  # header only: keys and shapes against the configs
-        if config_dir.exists():
-            shutil.rmtree(config_dir)
-        os.replace(tmp, config_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _link(weights, out)
+    atomic_symlink(weights.resolve(), out)
     return digest

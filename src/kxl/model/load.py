@@ -18,7 +18,8 @@ import torch
 
 from kxl.errors import KxlError
 from kxl.model import sgm
-from kxl.model.st_io import read_header, save_streaming
+from kxl.model.st_io import save_streaming
+from kxl.safetensors_header import read_header
 
 _ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
@@ -67,8 +68,8 @@ def expected_sgm_shapes(config_dir: str | os.PathLike[str]) -> dict[str, tuple[i
 
 def check_single_file(path: str | os.PathLike[str], config_dir: str | os.PathLike[str]) -> None:
     """Raise a one-line KxlError naming the first missing/unexpected/misshapen tensor."""
-    header, _ = read_header(path)
-    have = {k: tuple(v["shape"]) for k, v in header.items()
+    header = read_header(path).entries
+    have = {k: e.shape for k, e in header.items()
             if not k.endswith(sgm.IGNORED_SGM_SUFFIXES)}
     want = expected_sgm_shapes(config_dir)
     missing = sorted(set(want) - set(have))
@@ -83,10 +84,10 @@ def check_single_file(path: str | os.PathLike[str], config_dir: str | os.PathLik
         if have[key] != want[key]:
             raise KxlError(f"{path}: tensor {key!r} has shape {list(have[key])}, the configs in "
                            f"{config_dir} need {list(want[key])}")
-    bad = sorted(k for k, v in header.items() if v.get("dtype") not in _ST_DTYPES
+    bad = sorted(k for k, v in header.items() if v.dtype not in _ST_DTYPES
                  and not k.endswith(sgm.IGNORED_SGM_SUFFIXES))
     if bad:
-        raise KxlError(f"{path}: tensor {bad[0]!r} has dtype {header[bad[0]]['dtype']}, "
+        raise KxlError(f"{path}: tensor {bad[0]!r} has dtype {header[bad[0]].dtype}, "
                        "expected F32/F16/BF16")
 
 
@@ -111,8 +112,8 @@ def load_dtype(path: str | os.PathLike[str], frozen: torch.dtype) -> torch.dtype
     the fp32 VAE is then an exact upcast), fp32 otherwise."""
     if frozen == torch.float32:
         return torch.float32
-    header, _ = read_header(path)
-    stored = {_ST_DTYPES.get(e["dtype"]) for e in header.values()} - {None}
+    entries = read_header(path).entries
+    stored = {_ST_DTYPES.get(e.dtype) for e in entries.values()} - {None}
     return stored.pop() if len(stored) == 1 and stored != {torch.float32} else torch.float32
 
 

@@ -1,4 +1,4 @@
-"""Streaming, atomic, byte-deterministic safetensors writing and header reading.
+"""Streaming, atomic, byte-deterministic safetensors writing (kxl.safetensors_header reads).
 
 The writer converts and writes one tensor at a time, so saving a 7 GB SDXL in fp16 from fp32
 modules never holds a second copy of the model; keys are sorted so the same tensors give the
@@ -13,18 +13,12 @@ import json
 import os
 import struct
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
 from kxl.atomic import atomic_path
 from kxl.errors import KxlError
-
-_DTYPES = {
-    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-    torch.uint8: "U8", torch.bool: "BOOL",
-}
+from kxl.safetensors_header import DTYPE_NAMES
 
 
 def save_streaming(
@@ -48,7 +42,7 @@ def save_streaming(
         dt = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
         out_dtypes[k] = dt
         size = t.numel() * torch.empty((), dtype=dt).element_size()
-        header[k] = {"dtype": _DTYPES[dt], "shape": list(t.shape),
+        header[k] = {"dtype": DTYPE_NAMES[dt], "shape": list(t.shape),
                      "data_offsets": [offset, offset + size]}
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -60,25 +54,3 @@ def save_streaming(
             t = tensors[k].detach().to("cpu", out_dtypes[k]).contiguous()
             data = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
             fh.write(memoryview(data))
-
-
-def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, dict], dict[str, str]]:
-    """(tensor entries, metadata) of a safetensors file; one-line KxlError if it is not one."""
-    p = Path(path)
-    if not p.is_file():
-        raise KxlError(f"{p}: file not found")
-    size = p.stat().st_size
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        if n <= 0 or n > min(size - 8, 100 << 20):
-            raise KxlError(f"{p}: not a safetensors file (bad header length); "
-                           "expected an SDXL single-file .safetensors checkpoint")
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise KxlError(f"{p}: not a safetensors file (header is not JSON)") from exc
-    if not isinstance(header, dict):
-        raise KxlError(f"{p}: not a safetensors file (header is not a JSON object)")
-    meta = header.pop("__metadata__", None) or {}
-    return header, meta

@@ -22,10 +22,10 @@ def _run(args: argparse.Namespace) -> int:
     from kxl.atomic import write_json
     from kxl.config import section_from_json, to_dict
     from kxl.posts.config import PostsConfig
-    from kxl.posts.io import read_columns, require_no_nulls
+    from kxl.posts.io import require_no_nulls
     from kxl.posts.select import SELECTED_SCHEMA, select_posts
     from kxl.provenance import record
-    from kxl.tables import write_table
+    from kxl.tables import read_columns, write_table
 
     cfg = section_from_json(PostsConfig, args.config_json, "posts")
     seed = args.seed if cfg.seed is None else cfg.seed

@@ -1,4 +1,4 @@
-"""All randomness of training: generators derived from explicit keys, and determinism flags.
+"""All randomness of training: generators derived from explicit keys (the flags: kxl.determinism).
 
 No global RNG is used for training noise: every sample (`per_sample`) or micro-batch (`per_rank`,
 `shared`) gets its own torch.Generator seeded from an explicit key, so resume needs only the plan
@@ -46,10 +46,10 @@ def sample_generators(
 def set_deterministic(seed: int) -> None:
     """Seed the global RNGs (torch seeds itself randomly per process; nothing in training draws
     from it, but its state is checkpointed and must not differ between identical runs) and
-    prefer deterministic kernels."""
+    prefer deterministic kernels (warn only: kxl.determinism says why)."""
     import torch
 
-    torch.manual_seed(derive_seed(seed, "global"))
+    from kxl.determinism import deterministic_torch
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
+    torch.manual_seed(derive_seed(seed, "global"))
+    deterministic_torch(None, "warn")  # threads: the train rule's OMP_NUM_THREADS

@@ -1,4 +1,7 @@
-"""Random-weight SDXL-topology models for tests and benchmarks (no downloads).
+"""Random-weight SDXL-topology models and tiny training inputs for tests and benchmarks.
+
+Test fixtures, so they live beside the tests (importable as `fixtures_train`: pytest puts tests/
+on the path, benchmarks/__init__.py appends it); nothing here downloads anything.
 
 SPEC section 5: keep SDXL's topology (3 UNet levels, 2 resnets per level, attention in levels 2-3,
 text_time addition embedding, two CLIP encoders of different widths with the second projected,
