@@ -23,8 +23,9 @@
 #   its own step variables; the kxl arguments pass through as "$@" unchanged. Per node: gpu /
 #   nodes processes (GPUs assumed split evenly), or train.run.nproc on CPUs (gpu: 0; then the job
 #   asks for one task per node, TRAIN_TASKS). Proven on a real two-node SLURM for 2 nodes x 1
-#   CPU rank (tests/cluster/test_multinode.py). The output folders must be on a shared
-#   filesystem (rank 0 writes them).
+#   CPU rank (tests/cluster/test_multinode.py). With GPUs the SLURM plugin (2.8.0) fails first:
+#   its own one-task step asks for all `--gpus` of the job on one node. The output folders must
+#   be on a shared filesystem (rank 0 writes them).
 rule train:
     input:
         plan="results/plan/plan.parquet",
