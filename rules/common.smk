@@ -70,14 +70,27 @@ def cache_base_args(wildcards, input):
 TRAIN_RUN = config["train"]["run"]
 TRAIN_LAUNCH = {
     "standalone": "torchrun --standalone --nproc-per-node {params.nproc} -m kxl train",
+    # The SLURM plugin runs this shell line in a one-node step of the allocation, whose
+    # SLURM_JOB_NODELIST and SLURM_NNODES describe that step: srun would take them for the
+    # allocation ("Only allocated 1 nodes asked for 2"), so they go. --overlap: that step holds
+    # the first node's CPUs, and a step that may not share them waits forever. Each task reads
+    # the first host from the new step's variables; c10d assigns the ranks.
     "multinode": (
-        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
-        " srun --nodes $SLURM_NNODES --ntasks-per-node 1 bash -c"
-        " 'exec torchrun --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID"
-        " --nproc-per-node {params.nproc} --rdzv-backend c10d"
-        ' --rdzv-endpoint $MASTER_ADDR:29500 --rdzv-id $SLURM_JOB_ID -m kxl train "$@"\' kxl'
+        "env -u SLURM_JOB_NODELIST -u SLURM_NNODES srun --nodes {resources.nodes}"
+        " --ntasks {resources.nodes} --ntasks-per-node 1 --overlap bash -c"
+        " 'exec torchrun --nnodes $SLURM_NNODES"
+        " --nproc-per-node {params.nproc} --rdzv-backend c10d --rdzv-endpoint"
+        ' $(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1):29500'
+        ' --rdzv-id $SLURM_JOB_ID -m kxl train "$@"\' kxl'
     ),
 }[TRAIN_RUN["launcher"]]
+
+
+# Multinode on CPUs: the plugin submits a job without GPUs with `--ntasks={tasks}` (1 unless
+# set), and SLURM then shrinks `--nodes` to the one node that task needs; one task per node keeps
+# them. A GPU job gets no --ntasks, so sbatch's default of one task per node already holds.
+CPU_MULTINODE = TRAIN_RUN["nodes"] > 1 and not TRAIN_RUN["gpu"]
+TRAIN_TASKS = {"tasks": TRAIN_RUN["nodes"]} if CPU_MULTINODE else {}
 
 
 def train_nproc(wildcards, resources):

@@ -18,12 +18,14 @@
 # train.run.launcher picks the torchrun form (TRAIN_LAUNCH in common.smk; one shell call):
 # - standalone: `torchrun --standalone --nproc-per-node N` (one node, local rendezvous).
 # - multinode: the job asks for `nodes` nodes; `srun` starts one torchrun per node (ntasks 1 per
-#   node), which meet through c10d rendezvous on the allocation's first host, port 29500:
-#   `srun bash -c 'torchrun --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID --nproc-per-node N
-#   --rdzv-backend c10d --rdzv-endpoint $MASTER_ADDR:29500 ...'`. bash -c makes each node's
-#   task expand its own $SLURM_NODEID; the kxl arguments pass through as "$@" unchanged. GPUs
-#   are assumed split evenly (gpu / nodes per node); the output folders must be on a shared
-#   filesystem (rank 0 writes them).
+#   node, --overlap with the plugin's own step), which meet through c10d rendezvous on the
+#   step's first host, port 29500; c10d numbers the ranks. bash -c makes each node's task read
+#   its own step variables; the kxl arguments pass through as "$@" unchanged. Per node: gpu /
+#   nodes processes (GPUs assumed split evenly), or train.run.nproc on CPUs (gpu: 0; then the job
+#   asks for one task per node, TRAIN_TASKS). Proven on a real two-node SLURM for 2 nodes x 1
+#   CPU rank (tests/cluster/test_multinode.py). With GPUs the SLURM plugin (2.8.0) fails first:
+#   its own one-task step asks for all `--gpus` of the job on one node. The output folders must
+#   be on a shared filesystem (rank 0 writes them).
 rule train:
     input:
         plan="results/plan/plan.parquet",
@@ -52,6 +54,7 @@ rule train:
         gpu=TRAIN_RUN["gpu"],
         cpus_per_gpu=TRAIN_RUN["cpus_per_gpu"],
         nodes=TRAIN_RUN["nodes"],
+        **TRAIN_TASKS,
         mem_mb=retry_mem(TRAIN_RUN["mem_mb"]),
         runtime=TRAIN_RUN["runtime"],
     conda:

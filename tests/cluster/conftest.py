@@ -1,4 +1,5 @@
-"""A real one-node SLURM for the cluster tests: started once per session, stopped at its end.
+"""A real one-node SLURM for the cluster tests: started once per session, stopped at its end;
+and a two-node one (network namespaces, start-two-nodes.sh) for the multinode test alone.
 
 Where SLURM cannot start (not root, no apt-get), the tests are skipped with the script's reason;
 in CI (CI=true) that is a failure instead, so CI never passes them silently.
@@ -38,9 +39,10 @@ def run(cmd: list[str], timeout: float = 120, **kw: object) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True, **kw)
 
 
-def tool_env() -> dict[str, str]:
-    """Environment for snakemake and its jobs: the venv's `kxl`/`torchrun` first, one thread."""
-    env = dict(os.environ)
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for snakemake and its jobs: the venv's `kxl`/`torchrun` first, one thread;
+    `extra` on top (SLURM_CONF for the two-node cluster)."""
+    env = {**os.environ, **extra}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["OMP_NUM_THREADS"] = "1"
     return env
@@ -71,3 +73,36 @@ def slurm() -> Iterator[Slurm]:
         yield Slurm(state=state, partition=partition)
     finally:
         subprocess.run([str(HERE / "stop-slurm.sh"), str(state)], timeout=120, check=False)
+
+
+@dataclass(frozen=True)
+class TwoNodes:
+    conf: Path  # its slurm.conf: clients reach this cluster through SLURM_CONF
+    nodes: tuple[str, ...]
+
+    def job(self, job_id: str) -> dict[str, str]:
+        out = run(["scontrol", "show", "job", "--oneliner", job_id],
+                  env=tool_env(SLURM_CONF=str(self.conf))).stdout
+        return dict(re.findall(r"(\S+?)=(\S*)", out))
+
+
+@pytest.fixture()
+def two_nodes(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
+    """A second SLURM of two nodes, each a network namespace with its own address and hostname,
+    beside the one-node cluster (whose installed packages and munged it reuses); torn down,
+    namespaces and bridge included, whatever the test did."""
+    state = tmp_path_factory.mktemp("two-nodes")
+    try:
+        proc = subprocess.run([str(HERE / "start-two-nodes.sh"), str(state)],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode == CANNOT_START:
+            reason = proc.stdout.strip().splitlines()[-1]
+            if in_ci():
+                pytest.fail(f"CI=true, so the two-node SLURM must start, but: {reason}")
+            pytest.skip(reason)
+        if proc.returncode != 0:
+            pytest.fail(f"start-two-nodes.sh failed ({proc.returncode}):\n{proc.stdout}\n"
+                        f"{proc.stderr}")
+        yield TwoNodes(conf=state / "slurm.conf", nodes=("kxln1", "kxln2"))
+    finally:
+        subprocess.run([str(HERE / "stop-two-nodes.sh"), str(state)], timeout=120, check=False)

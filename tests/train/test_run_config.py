@@ -25,6 +25,7 @@ def test_config_train_sections_parse(name: str) -> None:
     ("run", "match"),
     [
         ({"nodes": 2}, "nodes 2 needs launcher: multinode"),
+        ({"launcher": "multinode", "nodes": 0}, "nodes 0 must be >= 1"),
         ({"launcher": "multinode", "nodes": 4, "gpu": 6}, "gpu 6 is not a multiple of nodes 4"),
         ({"launcher": "srun"}, "not one of"),
     ],
@@ -37,6 +38,11 @@ def test_bad_launch_shape_is_named(run: dict, match: str) -> None:
 def test_multinode_shape_accepted() -> None:
     run = from_dict(RunResources, {"launcher": "multinode", "nodes": 2, "gpu": 8}, "train.run")
     assert run.gpu // run.nodes == 4
+
+
+def test_cpu_multinode_is_nodes_times_nproc_without_a_gpu() -> None:
+    run = from_dict(RunResources, {"launcher": "multinode", "nodes": 2, "nproc": 1}, "train.run")
+    assert (run.gpu, run.nodes, run.nproc) == (0, 2, 1)
 
 
 def test_vae_scale_defaults_to_the_vae_config_and_must_agree() -> None:

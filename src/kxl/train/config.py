@@ -14,7 +14,8 @@ class RunResources:
     """How the rule launches training (torchrun processes, Snakemake resources); not used by
     the training math: the plan fixes the data layout whatever the process count.
 
-    Processes per node: gpu / nodes when gpu > 0 (one per GPU), else nproc (CPU, gloo).
+    Processes per node: gpu / nodes when gpu > 0 (one per GPU), else nproc (CPU, gloo): on
+    CPUs, `multinode` with nodes 2 and nproc 1 is 2 nodes x 1 rank.
     `standalone`: one node, `torchrun --standalone`; `multinode`: `srun` starts one torchrun
     per node, which meet through c10d rendezvous on the first node (rules/train.smk)."""
 
@@ -28,6 +29,8 @@ class RunResources:
     nodes: int = 1
 
     def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise KxlError(f"config train.run: nodes {self.nodes} must be >= 1")
         if self.launcher == "standalone" and self.nodes != 1:
             raise KxlError(f"config train.run: nodes {self.nodes} needs launcher: multinode")
         if self.gpu % self.nodes:
