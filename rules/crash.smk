@@ -38,9 +38,9 @@ rule crash_plan:
         " --damage {output.damage} > {log} 2>&1"
 
 
-# The same launch and inputs as rule train (rules/train.smk), over the scenario's plan, into its
-# own folder. Re-entrant like train: a rerun resumes the scenario's own newest checkpoint.
-rule crash_train:
+# Rule train (same launch, resources and inputs) over the scenario's plan, into its own folder.
+# Re-entrant like train: a rerun resumes the scenario's own newest checkpoint.
+use rule train as crash_train with:
     input:
         plan="results/audit/crash/{name}/plan.parquet",
         buckets="results/buckets/buckets.parquet",
@@ -62,49 +62,23 @@ rule crash_train:
         train=section("train"),
         seed=config["seed"],
         nproc=train_nproc,
-        checkpoint=crash_checkpoint,
-        warmup=lambda wildcards: CRASH[wildcards.name].warmup,
-    threads: TRAIN_RUN["threads"]
-    resources:
-        gpu=TRAIN_RUN["gpu"],
-        cpus_per_gpu=TRAIN_RUN["cpus_per_gpu"],
-        nodes=TRAIN_RUN["nodes"],
-        mem_mb=retry_mem(TRAIN_RUN["mem_mb"]),
-        runtime=TRAIN_RUN["runtime"],
-    conda:
-        "../envs/train.yaml"
-    shell:
-        f"OMP_NUM_THREADS={{threads}} {TRAIN_LAUNCH} --plan {{input.plan}}"
-        " --buckets {input.buckets} --cache-index {input.cache_index}"
-        " --dataset {input.dataset} --images-root results/images"
-        " --captions {input.captions} --base {input.base} --config-dir {input.config_dir}"
-        " --config-json {params.train:q} --seed {params.seed}"
-        " --out-dir results/audit/crash/{wildcards.name} --lokr {output.lokr} --resume auto"
-        " --continue-from {params.checkpoint} --warmup {params.warmup} > {log} 2>&1"
+        out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
+        extra=lambda wildcards: (f" --continue-from {crash_checkpoint(wildcards)}"
+                                 f" --warmup {CRASH[wildcards.name].warmup}"),
 
 
-rule crash_step_lokr:
+use rule step_lokr as crash_step_lokr with:
     input:
         lokr="results/audit/crash/{name}/lokr.safetensors",
     output:
         "results/audit/crash/{name}/steps/step-{step}.safetensors",
-    wildcard_constraints:
-        step=r"\d{8}",
     log:
         "logs/audit/crash_step_lokr_{name}_{step}.log",
     benchmark:
         "logs/benchmarks/crash_step_lokr_{name}_{step}.tsv"
     params:
         train=section("train"),
-    threads: 1
-    resources:
-        mem_mb=retry_mem(4000),
-        runtime=30,
-    conda:
-        "../envs/train.yaml"
-    shell:
-        "kxl step-lokr --checkpoints results/audit/crash/{wildcards.name}/checkpoints"
-        " --step {wildcards.step} --config-json {params.train:q} --out {output} > {log} 2>&1"
+        checkpoints=lambda wildcards: f"results/audit/crash/{wildcards.name}/checkpoints",
 
 
 # Run vs run over the two checkpoint folders; with both plans and metrics.csv files, the first

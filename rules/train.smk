@@ -49,6 +49,8 @@ rule train:
         train=section("train"),
         seed=config["seed"],
         nproc=train_nproc,
+        out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
+        extra="",  # more `kxl train` arguments (rule crash_train: --continue-from, --warmup)
     threads: TRAIN_RUN["threads"]
     resources:
         gpu=TRAIN_RUN["gpu"],
@@ -65,7 +67,7 @@ rule train:
         " --dataset {input.dataset} --images-root results/images"
         " --captions {input.captions} --base {input.base} --config-dir {input.config_dir}"
         " --config-json {params.train:q} --seed {params.seed}"
-        " --out-dir results/train --lokr {output.lokr} --resume auto > {log} 2>&1"
+        " --out-dir {params.out_dir} --lokr {output.lokr} --resume auto{params.extra} > {log} 2>&1"
 
 
 # The rebuilt run's LoKr at a checkpoint step (audit.released entries with a `step`: each is
@@ -84,6 +86,7 @@ rule step_lokr:
         "logs/benchmarks/step_lokr_{step}.tsv"
     params:
         train=section("train"),
+        checkpoints="results/train/checkpoints",
     threads: 1
     resources:
         mem_mb=retry_mem(4000),
@@ -91,5 +94,5 @@ rule step_lokr:
     conda:
         "../envs/train.yaml"
     shell:
-        "kxl step-lokr --checkpoints results/train/checkpoints --step {wildcards.step}"
+        "kxl step-lokr --checkpoints {params.checkpoints} --step {wildcards.step}"
         " --config-json {params.train:q} --out {output} > {log} 2>&1"
